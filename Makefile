@@ -1,0 +1,54 @@
+# Patron: `make run` serves on SQLite with demo data; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PATRON_DEBUG ?= 1
+
+.PHONY: setup run test test-sqlite test-postgres e2e lint format bench migrations clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	$(BIN)/patron migrate --noinput
+	$(BIN)/patron demo --if-empty
+	$(BIN)/patron run --port $(PORT)
+
+test: test-sqlite
+	@if [ -n "$$PATRON_TEST_DATABASE_URL" ]; then \
+		$(MAKE) --no-print-directory test-postgres; \
+	else \
+		echo "PostgreSQL run not asked for: set PATRON_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/patron to run it."; \
+	fi
+
+test-sqlite: setup
+	PATRON_TESTING=1 PATRON_TEST_DATABASE_URL= $(BIN)/pytest -m "not e2e" -q
+
+test-postgres: setup
+	PATRON_TESTING=1 $(BIN)/pytest -m "not e2e" -q --create-db
+
+e2e: setup
+	@command -v /usr/bin/chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	PATRON_TESTING=1 PATRON_TEST_DATABASE_URL= $(BIN)/pytest -m e2e -q tests/e2e
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PATRON_TESTING=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	PATRON_TESTING=1 $(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) var/patron.sqlite3* var/outbox

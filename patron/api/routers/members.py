@@ -1,0 +1,5 @@
+"""Members: registration, lookup, verification, status, payment methods, consents."""
+
+from ninja import Router
+
+router = Router(tags=["members"])
