@@ -22,7 +22,9 @@ def age_on(birth: dt.date, day: dt.date) -> int:
 def check_adult(birth: dt.date, today: dt.date, field: str = "birth_date") -> None:
     """REG-4: members must be at least PATRON_MINIMUM_AGE (18) years old."""
     if birth > today:
-        raise ValidationFailed.single(field, "birth_date_in_future", "The birth date is in the future.")
+        raise ValidationFailed.single(
+            field, "birth_date_in_future", "The birth date is in the future."
+        )
     minimum = settings.PATRON_MINIMUM_AGE
     if age_on(birth, today) < minimum:
         raise ValidationFailed.single(
