@@ -36,6 +36,9 @@ test-postgres: setup
 
 e2e: setup
 	@command -v /usr/bin/chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@# CJK glyphs, so the zh-Hans screenshots in var/e2e/ are readable
+	@fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null)
+	@mkdir -p var/e2e
 	PATRON_TESTING=1 PATRON_TEST_DATABASE_URL= $(BIN)/pytest -m e2e -q tests/e2e
 
 lint: setup

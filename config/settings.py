@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "patron.members.middleware.SignInGatesMiddleware",
     "patron.api.idempotency.IdempotencyMiddleware",
     "patron.core.middleware.MetricsMiddleware",
 ]
@@ -103,9 +104,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth ----------------------------------------------------------------------------
 AUTH_USER_MODEL = "members.User"
+# One backend: it resolves username, phone or email and applies the lockout and account
+# state rules. allauth's own backend is left out on purpose: it would check the password a
+# second time by username and so bypass those rules (docs/adr/0001).
 AUTHENTICATION_BACKENDS = [
     "patron.members.auth_backend.IdentifierBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 PASSWORD_HASHERS = [
     "patron.core.hashers.PatronArgon2PasswordHasher",
@@ -139,6 +142,11 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_USER_MODEL_EMAIL_FIELD = None
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_FORMS = {"login": "patron.members.allauth_adapter.LoginForm"}
+# No allauth e-mail flows: addresses live encrypted on Member, not in allauth's EmailAddress,
+# and allauth must never mail an address typed into a form for an unknown account.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
     "login_failed": "10/m/ip,5/5m/key",

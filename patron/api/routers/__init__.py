@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from ninja import Router
 
-from patron.api.routers import consent_documents, members
+from patron.api.routers import consent_documents, me, members
+from patron.api.routers import kyc as kyc_router
 
 ROUTERS: list[tuple[str, Router]] = [
     ("", members.router),
     ("", consent_documents.router),
+    ("", me.router),
+    ("", kyc_router.router),
 ]

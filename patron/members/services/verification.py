@@ -1,0 +1,310 @@
+"""One-time codes that prove a phone or an email (REG-6, REG-7, REG-8).
+
+A code is 6 digits from ``secrets``, valid 10 minutes, for 5 tries; only a keyed hash is
+stored (HMAC-SHA256 under the blind-index key with a per-code salt: a database dump alone
+does not let anyone test the million possible codes, and checking costs microseconds).
+Only the latest code of a member and channel counts: sending a new one supersedes the old.
+
+Sending is throttled three ways (``settings.PATRON_VERIFICATION``): a resend cooldown per
+member and channel, a daily cap per target address and a daily cap per client IP; "daily"
+is a rolling 24 hours. Refusals are ``RateLimited`` (429 with Retry-After).
+
+A code may prove a *new* address (``target``): a changed phone or email is applied only
+when its code is confirmed, and its uniqueness is checked again at that moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Min
+
+from patron.core import audit, clock
+from patron.core.crypto import blind_index
+from patron.core.exceptions import Conflict, RateLimited, ValidationFailed
+from patron.members import normalize
+from patron.members.models import Member, VerificationCode
+from patron.members.services._common import member_channels, queue_notice, refuse
+
+Channel = VerificationCode.Channel
+CHANNELS = {Channel.PHONE, Channel.EMAIL}
+_DAY = dt.timedelta(hours=24)
+
+
+def _policy() -> dict:
+    return settings.PATRON_VERIFICATION
+
+
+def _hash(code: str, salt: str) -> str:
+    return blind_index(f"{salt}:{code}", "verification_code")
+
+
+def hash_code(code: str) -> str:
+    salt = secrets.token_hex(8)
+    return f"{salt}${_hash(code, salt)}"
+
+
+def code_matches(code: str, stored: str) -> bool:
+    salt, _, digest = stored.partition("$")
+    return hmac.compare_digest(_hash(code.strip(), salt), digest)
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def target_key(channel: str, normalized: str) -> str:
+    return blind_index(normalized, "phone" if channel == Channel.PHONE else "email")
+
+
+def _normalize_target(channel: str, raw: str) -> str:
+    if channel == Channel.PHONE:
+        value = normalize.phone_or_none(raw)
+        if value is None:
+            raise refuse("phone", "invalid_phone", "This is not a valid phone number.")
+    else:
+        value = normalize.email_or_none(raw)
+        if value is None:
+            raise refuse("email", "invalid_email", "This is not a valid email address.")
+    return value
+
+
+def _check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise refuse("channel", "invalid_channel", "The channel must be phone or email.")
+
+
+def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
+    return max(1, int((moment - now).total_seconds() + 0.999))
+
+
+def _check_throttles(member: Member, channel: str, index: str, ip_index: str) -> None:
+    policy = _policy()
+    now = clock.now()
+    last = (
+        VerificationCode.objects.filter(member=member, channel=channel)
+        .order_by("-created_at", "-id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    cooldown = dt.timedelta(seconds=policy["RESEND_COOLDOWN_SECONDS"])
+    if last is not None and now - last < cooldown:
+        raise RateLimited(
+            _seconds_until(last + cooldown, now),
+            message="A code was sent a moment ago; wait before asking for another.",
+        )
+    caps = [(VerificationCode.objects.filter(target_index=index), policy["DAILY_CAP_PER_TARGET"])]
+    if ip_index:
+        caps.append(
+            (VerificationCode.objects.filter(ip_index=ip_index), policy["DAILY_CAP_PER_IP"])
+        )
+    for queryset, cap in caps:
+        window = queryset.filter(created_at__gt=now - _DAY)
+        if window.count() >= cap:
+            oldest = window.aggregate(first=Min("created_at"))["first"]
+            raise RateLimited(
+                _seconds_until(oldest + _DAY, now),
+                message="Too many codes today; try again later.",
+            )
+
+
+def send_code(
+    *,
+    member: Member,
+    channel: str,
+    ip: str | None = None,
+    target: str | None = None,
+) -> VerificationCode:
+    """Create a code for the member's phone or email (or a new ``target``) and send it.
+
+    Raises ``RateLimited`` when a throttle applies, ``ValidationFailed`` when there is no
+    address to send to. Must run in (or opens) one transaction with the outbox row.
+    """
+    _check_channel(channel)
+    if member.status == Member.Status.CANCELLED:
+        raise _cancelled()
+    if target is not None and target.strip():
+        address = _normalize_target(channel, target)
+    else:
+        address = member.phone if channel == Channel.PHONE else member.email
+        if not address:
+            raise refuse(channel, "no_address", f"The member has no {channel} to verify.")
+    index = target_key(channel, address)
+    ip_index = blind_index(ip, "ip") if ip else ""
+    code = new_code()
+    with transaction.atomic():
+        # Serialise senders for one member so two parallel requests cannot both pass the
+        # cooldown check.
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        _check_throttles(member, channel, index, ip_index)
+        now = clock.now()
+        row = VerificationCode.objects.create(
+            member=member,
+            channel=channel,
+            target=address,
+            target_index=index,
+            ip_index=ip_index,
+            code_hash=hash_code(code),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=_policy()["CODE_TTL_SECONDS"]),
+        )
+        queue_notice(
+            template="verification_code",
+            member=member,
+            channels=("sms",) if channel == Channel.PHONE else ("email",),
+            context={"code": code, "minutes": _policy()["CODE_TTL_SECONDS"] // 60},
+            to=address,
+        )
+        audit.record(
+            "member.verification_sent",
+            actor=audit.Actor.system(),
+            subject=member,
+            details={"channel": channel, "code_id": row.pk},
+        )
+    return row
+
+
+def _latest(member: Member, channel: str) -> VerificationCode | None:
+    return (
+        VerificationCode.objects.select_for_update()
+        .filter(member=member, channel=channel)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def confirm_code(
+    *, member: Member, channel: str, code: str, actor: audit.Actor | None = None
+) -> Member:
+    """Check a code; on success apply what it proves and return the fresh member.
+
+    Phone: the (new) phone becomes the member's verified phone, and a pending member becomes
+    active with a welcome notice (REG-7). Email: the (new) email becomes the verified email.
+    A wrong code costs a try even though the request fails: the count is committed in its
+    own block before the refusal is raised (docs/development.md, idempotency).
+    """
+    _check_channel(channel)
+    actor = actor or audit.Actor("member", str(member.user_id))
+    code = (code or "").strip()
+    limit = _policy()["MAX_ATTEMPTS"]
+    refusal: ValidationFailed | None = None
+    with transaction.atomic():
+        row = _latest(member, channel)
+        now = clock.now()
+        if row is None:
+            refusal = refuse("code", "code_invalid", "The code is not correct.")
+        elif row.consumed_at is not None:
+            refusal = refuse("code", "code_used", "This code was already used.")
+        elif row.attempts >= limit:
+            refusal = refuse("code", "code_locked", "Too many wrong tries; ask for a new code.")
+        elif row.expires_at <= now:
+            refusal = refuse("code", "code_expired", "The code has expired; ask for a new one.")
+        elif not (code.isdigit() and len(code) == 6 and code_matches(code, row.code_hash)):
+            row.attempts += 1
+            row.save(update_fields=["attempts"])
+            refusal = refuse("code", "code_invalid", "The code is not correct.")
+    if refusal is not None:
+        raise refusal
+    assert row is not None
+
+    try:
+        with transaction.atomic():
+            member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
+            row = _latest(member, channel)
+            assert row is not None
+            if row.consumed_at is not None:  # a parallel confirm won the race
+                raise refuse("code", "code_used", "This code was already used.")
+            _apply(member, row, actor, now=clock.now())
+    except IntegrityError as exc:
+        # The address was taken between our check and the write (a parallel registration).
+        raise _taken(channel) from exc
+    return member
+
+
+def _cancelled() -> Conflict:
+    # A cancelled member's identifiers stay released; nothing about it changes any more.
+    return Conflict("The member is cancelled; cancellation is final.", code="member_cancelled")
+
+
+def _taken(channel: str) -> Conflict:
+    if channel == Channel.PHONE:
+        return Conflict("This phone number is already registered.", code="phone_taken")
+    return Conflict("This email address is already registered.", code="email_taken")
+
+
+def _apply(member: Member, row: VerificationCode, actor: audit.Actor, *, now: dt.datetime) -> None:
+    from patron.members.services.status import transition
+
+    if member.status == Member.Status.CANCELLED:
+        raise _cancelled()
+    index_field = "phone_index" if row.channel == Channel.PHONE else "email_index"
+    changed = getattr(member, index_field) != row.target_index
+    if changed:
+        # Re-check uniqueness now: the address may have been registered since the code was sent.
+        clash = Member.objects.filter(**{index_field: row.target_index}).exclude(pk=member.pk)
+        if clash.exists():
+            raise _taken(row.channel)
+    row.consumed_at = now
+    row.save(update_fields=["consumed_at"])
+    fields = ["updated_at"]
+    if row.channel == Channel.PHONE:
+        member.phone = row.target
+        member.phone_index = row.target_index
+        member.phone_verified_at = now
+        fields += ["phone", "phone_index", "phone_verified_at"]
+    else:
+        member.email = row.target
+        member.email_index = row.target_index
+        member.email_verified_at = now
+        fields += ["email", "email_index", "email_verified_at"]
+    member.save(update_fields=fields)
+    audit.record(
+        f"member.{row.channel}_verified",
+        actor=actor,
+        subject=member,
+        details={"code_id": row.pk, "changed": changed},
+    )
+    if row.channel == Channel.PHONE and member.status == Member.Status.PENDING:
+        transition(member, Member.Status.ACTIVE, reason="Phone verified", actor=actor)
+        queue_notice(
+            template="welcome",
+            member=member,
+            channels=member_channels(member),
+            context={"number": member.number},
+        )
+
+
+def mark_verified(*, member: Member, channel: str, actor: audit.Actor) -> Member:
+    """Treat the member's current phone or email as verified without a code.
+
+    Only for trusted callers that verified the address elsewhere: the demo data and members
+    moved from another system (OPS-3). It activates a pending member like a code would, and
+    the audit event says no code was used.
+    """
+    _check_channel(channel)
+    with transaction.atomic():
+        member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
+        address = member.phone if channel == Channel.PHONE else member.email
+        if not address:
+            raise refuse(channel, "no_address", f"The member has no {channel} to verify.")
+        if member.status == Member.Status.CANCELLED:
+            raise _cancelled()
+        now = clock.now()
+        field = "phone_verified_at" if channel == Channel.PHONE else "email_verified_at"
+        setattr(member, field, now)
+        member.save(update_fields=[field, "updated_at"])
+        audit.record(
+            f"member.{channel}_verified",
+            actor=actor,
+            subject=member,
+            details={"code_id": None, "changed": False, "trusted": True},
+        )
+        if channel == Channel.PHONE and member.status == Member.Status.PENDING:
+            from patron.members.services.status import transition
+
+            transition(member, Member.Status.ACTIVE, reason="Phone verified", actor=actor)
+    return member

@@ -1,0 +1,270 @@
+"""Portal pages for signing in and account security (AUTH-3, AUTH-4, AUTH-5, PRIV-9).
+
+- QR sign-in: the waiting page (also embedded in the sign-in page), its status endpoint,
+  the final sign-in, and the approval page a signed-in member opens by scanning the code;
+- the security page: two-step verification (allauth's MFA pages), sessions and revoking;
+- the consent interstitial the sign-in gate sends members to (PRIV-9).
+Each view calls one service; the services hold the rules.
+"""
+
+from __future__ import annotations
+
+import segno
+from allauth.core.internal import ratelimit
+from allauth.mfa.models import Authenticator
+from allauth.usersessions.models import UserSession
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from patron.core.audit import Actor
+from patron.core.exceptions import PatronError
+from patron.members.auth_backend import BACKEND_PATH
+from patron.members.models import KnownDevice, Member, QrLoginToken
+from patron.members.services import qr_login, signin
+
+SESSION_QR_TOKEN = "patron_qr_login_token"
+# Each QR page makes a token row: cap how fast one address can ask for them.
+QR_RATE_LIMIT = {"qr_login": "20/m/ip"}
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def _user_agent(request: HttpRequest) -> str:
+    return request.META.get("HTTP_USER_AGENT", "")
+
+
+# --- QR sign-in: the browser that wants to sign in (AUTH-4) --------------------------------
+
+
+@never_cache
+@xframe_options_sameorigin  # the sign-in page shows this page in a frame
+@require_GET
+def qr_login(request: HttpRequest) -> HttpResponse:
+    """Show a fresh QR code and wait for its approval on another device."""
+    embed = request.GET.get("embed") == "1"
+    if request.user.is_authenticated:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    allowed = ratelimit.consume(
+        request, app="patron", action="qr_login", config=QR_RATE_LIMIT, limit_get=True
+    )
+    if not allowed:
+        return render(
+            request,
+            "portal/qr_login.html",
+            {"embed": embed, "throttled": True},
+            status=429,
+        )
+    new = qr_login.start(user_agent=_user_agent(request))
+    request.session[SESSION_QR_TOKEN] = new.token.pk
+    approve_url = request.build_absolute_uri(reverse("portal:qr_approve", args=[new.secret]))
+    qr = segno.make(approve_url, error="m")
+    context = {
+        "embed": embed,
+        "qr_svg": qr.svg_inline(scale=5, border=2, title=_("QR code for signing in")),
+        "ttl": settings.PATRON_QR_LOGIN_TTL_SECONDS,
+        "expires_at": new.token.expires_at,
+        "next": _safe_next(request, ""),
+    }
+    return render(request, "portal/qr_login.html", context)
+
+
+@never_cache
+@require_GET
+def qr_login_status(request: HttpRequest) -> JsonResponse:
+    """What the waiting page polls: pending, approved, denied, consumed, expired, unknown."""
+    token_id = request.session.get(SESSION_QR_TOKEN)
+    state = qr_login.status(token_id) if token_id else "unknown"
+    return JsonResponse({"status": state})
+
+
+@require_POST
+def qr_login_complete(request: HttpRequest) -> HttpResponse:
+    """Consume the approved token once and sign this browser in as the approving member."""
+    token_id = request.session.get(SESSION_QR_TOKEN)
+    if not token_id:
+        return _qr_failed(request, _("Show a QR code first, then approve it."), 400)
+    try:
+        user = qr_login.consume(token_id=token_id, user_agent=_user_agent(request))
+    except PatronError as exc:
+        return _qr_failed(request, exc.message, exc.status)
+    request.session.pop(SESSION_QR_TOKEN, None)
+    login(request, user, backend=BACKEND_PATH)
+    UserSession.objects.create_from_request(request)
+    messages.success(request, _("You are signed in."))
+    return redirect(_safe_next(request, reverse(settings.LOGIN_REDIRECT_URL)))
+
+
+def _qr_failed(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    return render(request, "portal/qr_failed.html", {"message": message}, status=status)
+
+
+# --- QR sign-in: the signed-in device that approves ----------------------------------------
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def qr_approve(request: HttpRequest, secret: str) -> HttpResponse:
+    """Show which device asks to sign in, and let the member approve or deny it."""
+    if request.method == "POST":
+        decision = request.POST.get("decision")
+        try:
+            if decision == "approve":
+                qr_login.approve(secret=secret, user=request.user)  # type: ignore[arg-type]
+                outcome = "approved"
+            elif decision == "deny":
+                qr_login.deny(secret=secret, user=request.user)  # type: ignore[arg-type]
+                outcome = "denied"
+            else:
+                return _qr_failed(request, _("Choose to approve or deny."), 400)
+        except PatronError as exc:
+            return _qr_failed(request, exc.message, exc.status)
+        return render(request, "portal/qr_approve.html", {"outcome": outcome})
+    try:
+        token = qr_login.find(secret)
+    except PatronError as exc:
+        return _qr_failed(request, exc.message, exc.status)
+    state = qr_login.status(token.pk)
+    if state != QrLoginToken.Status.PENDING:
+        return _qr_failed(request, qr_login._failure(token).message, 409)
+    is_member = Member.objects.filter(user=request.user).exists()
+    return render(
+        request,
+        "portal/qr_approve.html",
+        {"token": token, "device": token.requester_agent, "is_member": is_member},
+    )
+
+
+# --- Security: two-step verification and sessions (AUTH-3, AUTH-5) -------------------------
+
+
+@never_cache
+@login_required
+@require_GET
+def security(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    sessions = UserSession.objects.purge_and_list(user)  # type: ignore[arg-type]
+    current_key = request.session.session_key
+    totp = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+    recovery = Authenticator.objects.filter(
+        user=user, type=Authenticator.Type.RECOVERY_CODES
+    ).first()
+    return render(
+        request,
+        "portal/security.html",
+        {
+            "totp": totp,
+            "recovery_left": len(recovery.wrap().get_unused_codes()) if recovery else 0,
+            "sessions": [
+                {
+                    "id": s.pk,
+                    "current": s.session_key == current_key,
+                    "device": signin.device_summary(s.user_agent),
+                    "ip": s.ip,
+                    "created_at": s.created_at,
+                    "last_seen_at": s.last_seen_at,
+                }
+                for s in sorted(sessions, key=lambda s: s.last_seen_at, reverse=True)
+            ],
+            "devices": KnownDevice.objects.filter(user=user).count(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def sessions(request: HttpRequest) -> HttpResponse:
+    return redirect(reverse("portal:security") + "#sessions")
+
+
+@login_required
+@require_POST
+def revoke_sessions(request: HttpRequest) -> HttpResponse:
+    """Sign out the chosen sessions ("all others" or one); this browser too if chosen."""
+    user = request.user
+    if request.POST.get("scope") == "others":
+        ids = list(
+            UserSession.objects.filter(user=user)
+            .exclude(session_key=request.session.session_key)
+            .values_list("pk", flat=True)
+        )
+    else:
+        ids = [int(v) for v in request.POST.getlist("session") if v.isdigit()]
+    ended = signin.revoke_sessions(user, ids, actor=Actor.user(user))  # type: ignore[arg-type]
+    if request.session.session_key in ended:
+        logout(request)
+        return redirect("account_login")
+    if ended:
+        messages.success(request, _("Signed out of %(n)d session(s).") % {"n": len(ended)})
+    else:
+        messages.error(request, _("No session was signed out."))
+    return redirect(reverse("portal:security") + "#sessions")
+
+
+# --- Consent interstitial (PRIV-9) ---------------------------------------------------------
+
+
+def _title(doc) -> str:  # type: ignore[no-untyped-def]
+    return doc.title_en if get_language() == "en" and doc.title_en else doc.title
+
+
+def _body(doc) -> str:  # type: ignore[no-untyped-def]
+    return doc.body_en if get_language() == "en" and doc.body_en else doc.body
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def consent_required(request: HttpRequest) -> HttpResponse:
+    """The documents whose new versions the member must accept before going on."""
+    member = Member.objects.filter(user=request.user).first()
+    if member is None:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    missing = signin.consent_gap(member)
+    next_url = _safe_next(request, reverse(settings.LOGIN_REDIRECT_URL))
+    if not missing:
+        return redirect(next_url)
+    error = ""
+    if request.method == "POST":
+        accepted = set(request.POST.getlist("accept"))
+        wanted = {f"{doc.kind}@{doc.version}" for doc in missing}
+        if accepted >= wanted:
+            try:
+                signin.accept_documents(
+                    member, missing, actor=Actor.user(request.user), channel="portal"
+                )
+            except PatronError as exc:
+                error = exc.message
+            else:
+                messages.success(request, _("Thank you. Your acceptance is recorded."))
+                return redirect(next_url)
+        else:
+            error = _("Please tick each document to accept it.")
+    documents = [
+        {"doc": doc, "key": f"{doc.kind}@{doc.version}", "title": _title(doc), "body": _body(doc)}
+        for doc in missing
+    ]
+    return render(
+        request,
+        "portal/consent_required.html",
+        {"documents": documents, "error": error, "next": next_url},
+        status=400 if error else 200,
+    )
