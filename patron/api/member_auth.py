@@ -73,7 +73,9 @@ class MemberSessionAuth(AuthBase):
         if password_service.is_expired(user):
             # Forced rotation (when configured): the app changes it through
             # /api/auth/app/v1/account/password/change, which this gate does not cover.
-            raise Forbidden("The password has expired and must be changed.", code="password_expired")
+            raise Forbidden(
+                "The password has expired and must be changed.", code="password_expired"
+            )
         if not self.allow_missing_consents:
             missing = consent_gap(member)
             if missing:

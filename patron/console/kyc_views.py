@@ -160,7 +160,9 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         reason = form.cleaned_data["reason"]
         try:
             if form.cleaned_data["decision"] == "approve":
-                kyc_services.approve_kyc(submission=submission, reviewer=request.user, reason=reason)
+                kyc_services.approve_kyc(
+                    submission=submission, reviewer=request.user, reason=reason
+                )
                 messages.success(request, gettext("Approved: the member is now verified."))
             else:
                 kyc_services.reject_kyc(submission=submission, reviewer=request.user, reason=reason)

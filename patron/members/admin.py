@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -184,8 +184,8 @@ class KycSubmissionAdmin(ReadOnlyAdmin):
 # --- Staff accounts ------------------------------------------------------------------------
 
 
-class StaffCreationForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
+class StaffCreationForm(AdminUserCreationForm):
+    class Meta(AdminUserCreationForm.Meta):
         model = User
         fields = ("username",)
 

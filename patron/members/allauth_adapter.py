@@ -136,7 +136,10 @@ def _audit_authenticator(action: str, user: Any, authenticator: Authenticator | 
             action,
             actor=Actor.user(user),
             subject=user,
-            details={"type": getattr(authenticator, "type", ""), "id": getattr(authenticator, "pk", "")},
+            details={
+                "type": getattr(authenticator, "type", ""),
+                "id": getattr(authenticator, "pk", ""),
+            },
         )
 
 
@@ -144,7 +147,9 @@ def _on_added(sender: Any, request: HttpRequest, user: Any, authenticator=None, 
     _audit_authenticator("user.mfa_added", user, authenticator)
 
 
-def _on_removed(sender: Any, request: HttpRequest, user: Any, authenticator=None, **kw: Any) -> None:
+def _on_removed(
+    sender: Any, request: HttpRequest, user: Any, authenticator=None, **kw: Any
+) -> None:
     _audit_authenticator("user.mfa_removed", user, authenticator)
 
 

@@ -28,7 +28,9 @@ import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils.translation import gettext_lazy as _
+
+# Plain gettext: messages are made while serving a request, in its language.
+from django.utils.translation import gettext as _
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from patron.core.exceptions import FieldError
@@ -88,9 +90,7 @@ def check_image(data: bytes | None, *, field: str) -> CheckedImage:
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # pragma: no cover - a process-wide misconfiguration
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False")
 
-    invalid = _refuse(
-        field, "image_invalid", _("The file is not a readable JPEG or PNG image.")
-    )
+    invalid = _refuse(field, "image_invalid", _("The file is not a readable JPEG or PNG image."))
     bomb = _refuse(
         field, "image_too_many_pixels", _("The photo has too many pixels; take a smaller one.")
     )

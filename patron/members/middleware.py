@@ -71,11 +71,12 @@ class SignInGatesMiddleware:
                 # The admin's login form has no MFA stage: staff sign in through allauth.
                 return _redirect("account_login", "/accounts/login/", request)
             return None
-        if user.is_staff and not path.startswith(_STAFF_SETUP_OPEN):
-            if not Authenticator.objects.filter(
-                user=user, type=Authenticator.Type.TOTP
-            ).exists():
-                return HttpResponseRedirect(_url("mfa_activate_totp", "/accounts/2fa/totp/activate/"))
+        if (
+            user.is_staff
+            and not path.startswith(_STAFF_SETUP_OPEN)
+            and not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+        ):
+            return HttpResponseRedirect(_url("mfa_activate_totp", "/accounts/2fa/totp/activate/"))
         if path.startswith("/accounts/"):
             return None  # sign-out, MFA, sessions, password change: never gated below
         if password_service.is_expired(user):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from stdnum.cn import uscc
 
 from patron.core import clock
@@ -9,8 +11,12 @@ from patron.core.crypto import blind_index
 from patron.members import normalize
 from patron.members.models import Consent, ConsentDocument, Member, User
 
+_NUMBER = re.compile(r"[0-9]{12}")
+
 
 def member_by_number(number: str) -> Member | None:
+    if not _NUMBER.fullmatch(number or ""):
+        return None  # not a member number: no query (and no NUL reaches the database)
     return Member.objects.select_related("user").filter(number=number).first()
 
 

@@ -87,10 +87,12 @@ def submission_by_reference(reference: str | int) -> KycSubmission | None:
     text = str(reference).strip()
     if not text:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 18:  # fits a bigint primary key
         found = _without_images().filter(pk=int(text)).first()
         if found is not None:
             return found
+    if len(text) > 64:  # longer than any reference we store
+        return None
     return _without_images().filter(provider_reference=text).order_by("-id").first()
 
 

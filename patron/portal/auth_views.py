@@ -31,9 +31,10 @@ from patron.core.audit import Actor
 from patron.core.exceptions import PatronError
 from patron.members.auth_backend import BACKEND_PATH
 from patron.members.models import KnownDevice, Member, QrLoginToken
-from patron.members.services import qr_login, signin
+from patron.members.services import qr_login as qr_service
+from patron.members.services import signin
 
-SESSION_QR_TOKEN = "patron_qr_login_token"
+SESSION_QR_TOKEN = "patron_qr_login_token"  # noqa: S105  (a session key name)
 # Each QR page makes a token row: cap how fast one address can ask for them.
 QR_RATE_LIMIT = {"qr_login": "20/m/ip"}
 
@@ -72,12 +73,13 @@ def qr_login(request: HttpRequest) -> HttpResponse:
             {"embed": embed, "throttled": True},
             status=429,
         )
-    new = qr_login.start(user_agent=_user_agent(request))
+    new = qr_service.start(user_agent=_user_agent(request))
     request.session[SESSION_QR_TOKEN] = new.token.pk
     approve_url = request.build_absolute_uri(reverse("portal:qr_approve", args=[new.secret]))
     qr = segno.make(approve_url, error="m")
     context = {
         "embed": embed,
+        "approve_url": approve_url,  # for tests and debugging; the page shows only the QR
         "qr_svg": qr.svg_inline(scale=5, border=2, title=_("QR code for signing in")),
         "ttl": settings.PATRON_QR_LOGIN_TTL_SECONDS,
         "expires_at": new.token.expires_at,
@@ -91,7 +93,7 @@ def qr_login(request: HttpRequest) -> HttpResponse:
 def qr_login_status(request: HttpRequest) -> JsonResponse:
     """What the waiting page polls: pending, approved, denied, consumed, expired, unknown."""
     token_id = request.session.get(SESSION_QR_TOKEN)
-    state = qr_login.status(token_id) if token_id else "unknown"
+    state = qr_service.status(token_id) if token_id else "unknown"
     return JsonResponse({"status": state})
 
 
@@ -102,7 +104,7 @@ def qr_login_complete(request: HttpRequest) -> HttpResponse:
     if not token_id:
         return _qr_failed(request, _("Show a QR code first, then approve it."), 400)
     try:
-        user = qr_login.consume(token_id=token_id, user_agent=_user_agent(request))
+        user = qr_service.consume(token_id=token_id, user_agent=_user_agent(request))
     except PatronError as exc:
         return _qr_failed(request, exc.message, exc.status)
     request.session.pop(SESSION_QR_TOKEN, None)
@@ -128,10 +130,10 @@ def qr_approve(request: HttpRequest, secret: str) -> HttpResponse:
         decision = request.POST.get("decision")
         try:
             if decision == "approve":
-                qr_login.approve(secret=secret, user=request.user)  # type: ignore[arg-type]
+                qr_service.approve(secret=secret, user=request.user)  # type: ignore[arg-type]
                 outcome = "approved"
             elif decision == "deny":
-                qr_login.deny(secret=secret, user=request.user)  # type: ignore[arg-type]
+                qr_service.deny(secret=secret, user=request.user)  # type: ignore[arg-type]
                 outcome = "denied"
             else:
                 return _qr_failed(request, _("Choose to approve or deny."), 400)
@@ -139,12 +141,13 @@ def qr_approve(request: HttpRequest, secret: str) -> HttpResponse:
             return _qr_failed(request, exc.message, exc.status)
         return render(request, "portal/qr_approve.html", {"outcome": outcome})
     try:
-        token = qr_login.find(secret)
+        token = qr_service.find(secret)
     except PatronError as exc:
         return _qr_failed(request, exc.message, exc.status)
-    state = qr_login.status(token.pk)
+    state = qr_service.status(token.pk)
     if state != QrLoginToken.Status.PENDING:
-        return _qr_failed(request, qr_login._failure(token).message, 409)
+        failure = qr_service.explain(token)
+        return _qr_failed(request, failure.message, failure.status)
     is_member = Member.objects.filter(user=request.user).exists()
     return render(
         request,

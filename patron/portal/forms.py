@@ -86,9 +86,22 @@ class PortalForm(forms.Form):
     #: form field name -> service field names that land on it (see apply_service_errors)
     service_field_map: dict[str, str] = {}
 
-    def apply_service_errors(self, error: PatronError) -> None:
+    def apply_service_errors(self, error: PatronError, *, only_new_fields: bool = False) -> None:
         """Place a service refusal on the form: each FieldError next to its field, the rest
-        (and fields this form does not show) as a form-level error."""
+        (and fields this form does not show) as a form-level error.
+
+        ``only_new_fields`` adds errors only to fields the form has not already refused
+        (an empty value the form refused would otherwise be reported twice).
+        """
+        if only_new_fields:
+            already = set(self.errors)
+            for item in error.errors:
+                # Mapped fields (the consent boxes) are the form's own required checks.
+                if item.field in self.service_field_map or item.field not in self.fields:
+                    continue
+                if item.field not in already and item.field not in self.errors:
+                    self.add_error(item.field, translate_error(item.code, item.message))
+            return
         if isinstance(error, RateLimited):
             self.add_error(None, wait_message(error.retry_after))
             return

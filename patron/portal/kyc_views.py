@@ -62,7 +62,9 @@ class KycForm(PortalForm):
     # refuses, and the member sees and accepts the new text.
     sensitive_version = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args: Any, document: ConsentDocument | None, consented: bool, **kwargs: Any):
+    def __init__(
+        self, *args: Any, document: ConsentDocument | None, consented: bool, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         limit_mb = round(settings.PATRON_KYC_MAX_IMAGE_BYTES / 1024 / 1024, 1)
         help_text = _("JPEG or PNG, at most %(mb)s MB; all four corners visible, no glare.") % {
@@ -76,9 +78,12 @@ class KycForm(PortalForm):
             del self.fields["sensitive_version"]
         else:
             self.fields["accept_sensitive"].label = _(
-                "I consent to the processing of my ID number and ID card photos, which are "
-                "sensitive personal information, for real-name verification as described in "
-                "“%(title)s” (version %(version)s)."
+                "I consent to the processing of my ID number and ID card photos for "
+                "real-name verification."
+            )
+            self.fields["accept_sensitive"].help_text = _(
+                "They are sensitive personal information; how we protect and keep them is "
+                "described in “%(title)s” (version %(version)s)."
             ) % {"title": document_title(document), "version": document.version}
             self.fields["accept_sensitive"].error_messages["required"] = _(
                 "Real-name verification needs this consent."
@@ -110,7 +115,8 @@ def kyc(request: HttpRequest) -> HttpResponse:
     can_submit = (
         member.status == Member.Status.ACTIVE
         and not status.verified
-        and status.status not in (KycSubmission.Status.PENDING_REVIEW, KycSubmission.Status.APPROVED)
+        and status.status
+        not in (KycSubmission.Status.PENDING_REVIEW, KycSubmission.Status.APPROVED)
         and document is not None
     )
     form = KycForm(
@@ -140,7 +146,10 @@ def kyc(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(
                     request,
-                    gettext("Thank you. Your documents are waiting for review; we will tell you the result."),
+                    gettext(
+                        "Thank you. Your documents are waiting for review; we will tell you "
+                        "the result."
+                    ),
                 )
                 return redirect("portal:kyc")
         elif not can_submit:

@@ -23,11 +23,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from patron.core import clock, masking
+from patron.core import masking
 from patron.core.audit import Actor
 from patron.core.exceptions import PatronError, RateLimited
-from patron.members import selectors
-from patron.members.models import ConsentDocument, Member, VerificationCode
+from patron.members import selectors as member_selectors
+from patron.members.models import ConsentDocument, Member
+from patron.portal import selectors
 from patron.portal.forms import (
     KIND_ENTERPRISE,
     KIND_INDIVIDUAL,
@@ -58,7 +59,7 @@ def member_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        member = Member.objects.filter(user=request.user).first()
+        member = selectors.member_of(request.user)
         if member is None:
             return redirect("console:home")
         request.member = member  # type: ignore[attr-defined]
@@ -118,22 +119,6 @@ def missing_profile_fields(member: Member) -> list[str]:
     return missing
 
 
-def resend_wait_seconds(member: Member, channel: str) -> int:
-    """Seconds until another code may be sent (REG-6's resend cooldown), to show the wait
-    before the member presses the button; the service still enforces it."""
-    latest = (
-        VerificationCode.objects.filter(member=member, channel=channel)
-        .order_by("-created_at", "-id")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    if latest is None:
-        return 0
-    cooldown = settings.PATRON_VERIFICATION["RESEND_COOLDOWN_SECONDS"]
-    elapsed = (clock.now() - latest).total_seconds()
-    return max(0, int(cooldown - elapsed + 0.999))
-
-
 # --- public pages --------------------------------------------------------------------------
 
 
@@ -169,54 +154,74 @@ def member_centre(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _registration_input(form: RegistrationForm, kind: str) -> Any:
+    """The service's input from what the form accepted (fields it refused stay empty)."""
+    from patron.members.services.registration import RegistrationInput
+
+    data = form.cleaned_data
+    return RegistrationInput(
+        kind=kind,
+        username=data.get("username", ""),
+        password=data.get("password", ""),
+        phone=data.get("phone", ""),
+        email=data.get("email") or None,
+        name=data.get("name", ""),
+        birth_date=data.get("birth_date"),
+        id_number=data.get("id_number") or None,
+        address=data.get("address", ""),
+        company_name=data.get("company_name", ""),
+        credit_code=data.get("credit_code") or None,
+        contact_name=data.get("contact_name", ""),
+        referrer=data.get("referrer") or None,
+        accepted=form.accepted,
+        marketing_opt_in=data.get("marketing_opt_in", False),
+        language="en" if get_language() == "en" else "zh-hans",
+    )
+
+
+def _add_service_checks(form: RegistrationForm, kind: str) -> None:
+    """When the form itself refused something, still run the service's checks (they write
+    nothing) so the member sees every problem at once, not one round trip per field."""
+    from patron.members.services.registration import validate
+
+    try:
+        validate(_registration_input(form, kind))
+    except PatronError as exc:
+        form.apply_service_errors(exc, only_new_fields=True)
+
+
 @sensitive_post_parameters("password", "password_again", "id_number", "credit_code")
 @require_http_methods(["GET", "POST"])
 def register(request: HttpRequest, kind: str = KIND_INDIVIDUAL) -> HttpResponse:
     """REG-1, REG-2, REG-5: the same registration service the API uses, channel "portal"."""
-    from patron.members.services.registration import RegistrationInput, register_member
+    from patron.members.services.registration import register_member
 
     if kind not in (KIND_INDIVIDUAL, KIND_ENTERPRISE):
         raise Http404
     if request.user.is_authenticated:
         return redirect("portal:home")
-    documents = selectors.current_documents()
+    documents = member_selectors.current_documents()
     form = RegistrationForm(request.POST or None, kind=kind, documents=documents)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        registration = RegistrationInput(
-            kind=kind,
-            username=data["username"],
-            password=data["password"],
-            phone=data["phone"],
-            email=data.get("email") or None,
-            name=data.get("name", ""),
-            birth_date=data.get("birth_date"),
-            id_number=data.get("id_number") or None,
-            address=data.get("address", ""),
-            company_name=data.get("company_name", ""),
-            credit_code=data.get("credit_code") or None,
-            contact_name=data.get("contact_name", ""),
-            referrer=data.get("referrer") or None,
-            accepted=form.accepted,
-            marketing_opt_in=data.get("marketing_opt_in", False),
-            language="en" if get_language() == "en" else "zh-hans",
-        )
-        try:
-            member = register_member(
-                data=registration,
-                channel="portal",
-                actor=Actor.user(request.user),
-                ip=client_ip(request),
-            )
-        except PatronError as exc:
-            form.apply_service_errors(exc)
+    if request.method == "POST":
+        if not form.is_valid():
+            _add_service_checks(form, kind)
         else:
-            login(request, member.user, backend=SIGN_IN_BACKEND)
-            messages.success(
-                request,
-                _("Your account is created. Enter the code we sent to your phone."),
-            )
-            return redirect("portal:verify", channel="phone")
+            try:
+                member = register_member(
+                    data=_registration_input(form, kind),
+                    channel="portal",
+                    actor=Actor.user(request.user),
+                    ip=client_ip(request),
+                )
+            except PatronError as exc:
+                form.apply_service_errors(exc)
+            else:
+                login(request, member.user, backend=SIGN_IN_BACKEND)
+                messages.success(
+                    request,
+                    _("Your account is created. Enter the code we sent to your phone."),
+                )
+                return redirect("portal:verify", channel="phone")
     return render(
         request,
         "portal/register.html",
@@ -231,11 +236,9 @@ def register(request: HttpRequest, kind: str = KIND_INDIVIDUAL) -> HttpResponse:
 def document(request: HttpRequest, kind: str, version: str | None = None) -> HttpResponse:
     """A consent document's text: the current version, or any published one by version."""
     if version is None:
-        doc = next((d for d in selectors.current_documents() if d.kind == kind), None)
+        doc = member_selectors.current_document(kind)
     else:
-        doc = ConsentDocument.objects.filter(
-            kind=kind, version=version, published_at__lte=clock.now()
-        ).first()
+        doc = selectors.published_document(kind, version)
     if doc is None:
         raise Http404
     return render(
@@ -246,24 +249,6 @@ def document(request: HttpRequest, kind: str, version: str | None = None) -> Htt
 
 
 # --- verification --------------------------------------------------------------------------
-
-
-def _pending_target(member: Member, channel: str) -> str | None:
-    """The new address a profile change is waiting to confirm, if any (REG-8).
-
-    Only the latest code of a channel counts (a new code supersedes the old), so a change
-    is pending when that code is still usable and proves an address the member does not
-    have yet.
-    """
-    code = (
-        VerificationCode.objects.filter(member=member, channel=channel)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if code is None or code.consumed_at is not None or code.expires_at <= clock.now():
-        return None
-    current = member.phone if channel == "phone" else member.email
-    return code.target if code.target != current else None
 
 
 def _verified(member: Member, channel: str) -> bool:
@@ -280,7 +265,7 @@ def verify(request: HttpRequest, channel: str) -> HttpResponse:
     if channel not in CHANNELS:
         raise Http404
     member: Member = request.member  # type: ignore[attr-defined]
-    new_target = _pending_target(member, channel)
+    new_target = selectors.pending_change_target(member, channel)
     if new_target is None and _verified(member, channel):
         messages.info(request, _("This address is already verified."))
         return redirect("portal:home")
@@ -309,7 +294,8 @@ def verify(request: HttpRequest, channel: str) -> HttpResponse:
             "channel": channel,
             "target": masked,
             "is_change": new_target is not None,
-            "wait": resend_wait_seconds(member, channel),
+            "has_code": selectors.usable_code(member, channel) is not None,
+            "wait": selectors.resend_wait_seconds(member, channel),
             "minutes": settings.PATRON_VERIFICATION["CODE_TTL_SECONDS"] // 60,
         },
     )
@@ -343,7 +329,7 @@ def resend(request: HttpRequest, channel: str) -> HttpResponse:
             member=member,
             channel=channel,
             ip=client_ip(request),
-            target=_pending_target(member, channel),
+            target=selectors.pending_change_target(member, channel),
         )
     except RateLimited as exc:
         messages.error(request, wait_message(exc.retry_after))
@@ -398,8 +384,8 @@ def profile(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "member": member,
-            "pending_phone": _pending_target(member, "phone") is not None,
-            "pending_email": _pending_target(member, "email") is not None,
+            "pending_phone": selectors.pending_change_target(member, "phone") is not None,
+            "pending_email": selectors.pending_change_target(member, "email") is not None,
         },
     )
 
@@ -414,12 +400,12 @@ def consents(request: HttpRequest) -> HttpResponse:
     member: Member = request.member  # type: ignore[attr-defined]
     if request.method == "POST":
         return _record_consent(request, member)
-    history = selectors.consent_history(member)
+    history = member_selectors.consent_history(member)
     decided: dict[str, Any] = {}
     for entry in history:  # newest first: the first decision per kind is the current one
         decided.setdefault(entry.document.kind, entry)
     rows = []
-    for doc in selectors.current_documents():
+    for doc in member_selectors.current_documents():
         last = decided.get(doc.kind)
         rows.append(
             {
@@ -452,7 +438,7 @@ def _record_consent(request: HttpRequest, member: Member) -> HttpResponse:
 
     kind = request.POST.get("kind", "")
     granted = request.POST.get("granted") == "1"
-    doc = next((d for d in selectors.current_documents() if d.kind == kind), None)
+    doc = member_selectors.current_document(kind)
     # Withdrawing a required document is cancelling the account: that is its own flow.
     if doc is None or (doc.required and not granted):
         messages.error(request, _("That choice is not available here."))

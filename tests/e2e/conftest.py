@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
 def screenshot_dir() -> Path:
     path = Path(settings.BASE_DIR) / "var" / "e2e"
     path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.png"):  # each run leaves exactly its own screenshots
+        old.unlink()
     return path
 
 

@@ -167,6 +167,11 @@ def test_reg_7_auth_3_register_verify_sign_in_enable_2fa_and_sign_in_again(
         if activate.count():
             with page.expect_navigation():
                 activate.first.click()
+        if journey.path().startswith("/accounts/reauthenticate/"):
+            # allauth asks for the password again before a security change.
+            page.fill("main input[name=password]", PASSWORD)
+            journey.shot("reauthenticate")
+            journey.submit_main_form()
         secret_field = page.locator("#authenticator_secret, [data-totp-secret]").first
         secret = secret_field.get_attribute("data-totp-secret") or secret_field.input_value()
         assert re.fullmatch(r"[A-Z2-7]{16,}", secret)
@@ -188,3 +193,49 @@ def test_reg_7_auth_3_register_verify_sign_in_enable_2fa_and_sign_in_again(
         assert journey.path() == "/"
         assert page.locator(".number").inner_text() == member.number
         journey.shot("member-centre-after-2fa")
+
+
+def test_reg_2_refusal_on_a_phone_screen_shows_a_linked_error_summary(
+    live_server, browser, screenshot_dir
+):
+    publish_documents()
+    context = browser.new_context(
+        locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/register/enterprise/")
+        page.fill("#id_username", "e2e_company")
+        page.fill("#id_password", PASSWORD)
+        page.fill("#id_password_again", PASSWORD)
+        page.fill("#id_company_name", "北京星光影城有限公司")
+        page.fill("#id_credit_code", "91110000802100433A")  # wrong check character
+        page.fill("#id_contact_name", "李华")
+        page.fill("#id_phone", "13712345678")
+        page.check("#id_accept_terms")
+        page.check("#id_accept_privacy")
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").first.click()
+
+        summary = page.locator("#error-summary")
+        assert summary.is_visible()
+        assert page.evaluate("document.activeElement.id") == "error-summary"
+        assert page.locator("#id_credit_code").get_attribute("aria-invalid") == "true"
+        assert "id_credit_code_error" in page.locator("#id_credit_code").get_attribute(
+            "aria-describedby"
+        )
+        # No horizontal scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(screenshot_dir / "mobile-register-error.png"), full_page=True)
+        summary.locator("a[href='#id_credit_code']").click()
+        assert page.evaluate("document.activeElement.id") == "id_credit_code"
+        assert Member.objects.count() == 0
+
+        # The language switch shows the same page in English.
+        with page.expect_navigation():
+            page.locator("header form.lang button[value=en]").click()
+        assert page.locator("html").get_attribute("lang") == "en"
+        assert page.locator("main h1").inner_text() == "Register"
+        page.screenshot(path=str(screenshot_dir / "mobile-register-english.png"), full_page=True)
+    finally:
+        context.close()

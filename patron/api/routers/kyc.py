@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Annotated
 
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from patron.api.auth import ApiKeyAuth
 from patron.api.member_auth import MemberSessionAuth
@@ -58,6 +59,17 @@ class CallbackIn(BaseModel):
     result: str = Field(pattern="^(match|no_match)$")
     score: float | None = Field(default=None, ge=0, le=100)
     reference: str = Field(min_length=1, max_length=64)
+
+    @field_validator("submission", "reference")
+    @classmethod
+    def _storable(cls, value: int | str) -> int | str:
+        # The body is parsed here, not by the API's JSON parser (the signature needs the
+        # raw bytes), so refuse what no column can hold: NUL and lone surrogates.
+        if isinstance(value, str) and any(
+            char == "\x00" or "\ud800" <= char <= "\udfff" for char in value
+        ):
+            raise ValueError("holds NUL or a lone surrogate")
+        return value
 
 
 class CallbackOut(Schema):
@@ -156,11 +168,11 @@ _STATUS_EXAMPLE = {
 )
 def submit_kyc(
     request: HttpRequest,
-    name: str = Form(""),
-    id_number: str = Form(""),
-    accept_sensitive: str = Form(""),
-    front: UploadedFile | None = File(None),
-    back: UploadedFile | None = File(None),
+    name: Annotated[str, Form()] = "",
+    id_number: Annotated[str, Form()] = "",
+    accept_sensitive: Annotated[str, Form()] = "",
+    front: Annotated[UploadedFile | None, File()] = None,
+    back: Annotated[UploadedFile | None, File()] = None,
 ) -> Status[KycOut]:
     member: Member = request.auth  # type: ignore[assignment]
     kyc_services.submit_kyc(
@@ -290,6 +302,4 @@ def kyc_callback(request: HttpRequest) -> CallbackOut:
         score=payload.score,
         reference=payload.reference,
     )
-    return CallbackOut(
-        submission_id=submission.pk, status=submission.status, result=payload.result
-    )
+    return CallbackOut(submission_id=submission.pk, status=submission.status, result=payload.result)

@@ -136,5 +136,3 @@ def list_sessions(request: HttpRequest) -> list[SessionOut]:
         )
         for s in sessions
     ]
-
-

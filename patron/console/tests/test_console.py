@@ -7,19 +7,18 @@ import datetime as dt
 import json
 
 import pytest
-from allauth.mfa.models import Authenticator
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
 from patron.api.keys import create_api_key, key_from_token
 from patron.api.models import ApiKey
+from patron.console.tests.helpers import csrf_post, make_staff, signed_in
 from patron.core import audit, clock
 from patron.core.audit import Actor
 from patron.core.crypto import token_digest
 from patron.core.models import AuditEvent
 from patron.members import selectors as member_selectors
-from patron.members.models import Consent, ConsentDocument, Member, User
+from patron.members.models import Consent, ConsentDocument, Member
 from patron.notify.models import OutboxMessage
 from patron.notify.tests.helpers import make_member
 
@@ -38,35 +37,6 @@ PAGES = [
     "/console/api-keys/",
     "/console/audit/",
 ]
-
-_n = iter(range(1, 10_000))
-
-
-def make_staff(*perms: str, superuser: bool = False) -> User:
-    user = User.objects.create_user(
-        f"staff{next(_n)}", "a long staff password", is_staff=True, is_superuser=superuser
-    )
-    for dotted in perms:
-        app_label, codename = dotted.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    # Staff must have TOTP to reach any page (AUTH-3); these tests are not about sign-in.
-    Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={"secret": "x"})
-    return User.objects.get(pk=user.pk)
-
-
-def signed_in(user: User) -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    return client
-
-
-def csrf_post(client: Client, path: str, data: dict | None = None):
-    """A POST carrying the CSRF token, as the page's form would."""
-    client.get("/console/")
-    token = client.cookies["csrftoken"].value
-    return client.post(path, {**(data or {}), "csrfmiddlewaretoken": token})
 
 
 def state() -> dict:
@@ -146,24 +116,30 @@ def test_priv_2_member_list_is_masked(member):
 def test_priv_2_search_by_number_phone_or_email_is_exact(member, query):
     other = make_member()
     query = member.number if query == "number" else query
-    page = signed_in(make_staff("members.view_member")).get(
-        "/console/members/", {"q": query}
-    ).content.decode()
+    page = (
+        signed_in(make_staff("members.view_member"))
+        .get("/console/members/", {"q": query})
+        .content.decode()
+    )
     assert member.number in page
     assert other.number not in page
 
 
 def test_priv_2_partial_search_finds_nothing(member):
-    page = signed_in(make_staff("members.view_member")).get(
-        "/console/members/", {"q": "1391234"}
-    ).content.decode()
+    page = (
+        signed_in(make_staff("members.view_member"))
+        .get("/console/members/", {"q": "1391234"})
+        .content.decode()
+    )
     assert member.number not in page
 
 
 def test_priv_2_member_detail_is_masked_and_has_no_reveal_form_without_permission(member):
-    page = signed_in(make_staff("members.view_member")).get(
-        f"/console/members/{member.number}/"
-    ).content.decode()
+    page = (
+        signed_in(make_staff("members.view_member"))
+        .get(f"/console/members/{member.number}/")
+        .content.decode()
+    )
     assert "+86139****8765" in page
     assert PHONE not in page and ID_NUMBER not in page
     assert "/reveal/" not in page
@@ -277,8 +253,15 @@ def test_reg_5_new_document_version_makes_members_accept_again(member):
     response = csrf_post(
         client,
         "/console/documents/new/",
-        {"kind": "terms", "version": "2.0", "title": "服务协议（2026）", "body": "新正文",
-         "title_en": "Terms (2026)", "body_en": "New text", "required": "on"},
+        {
+            "kind": "terms",
+            "version": "2.0",
+            "title": "服务协议（2026）",
+            "body": "新正文",
+            "title_en": "Terms (2026)",
+            "body_en": "New text",
+            "required": "on",
+        },
     )
     assert response.status_code == 302
     assert response["Location"] == "/console/documents/"
@@ -294,9 +277,7 @@ def test_reg_5_new_document_version_makes_members_accept_again(member):
 
 def test_reg_5_existing_version_is_refused_and_nothing_changes(member):
     _documents_v1(member)
-    client = signed_in(
-        make_staff("members.view_consentdocument", "members.add_consentdocument")
-    )
+    client = signed_in(make_staff("members.view_consentdocument", "members.add_consentdocument"))
     before = state()
     response = csrf_post(
         client,
@@ -376,8 +357,9 @@ def test_api_key_viewer_cannot_create_or_revoke():
     assert "Existing" in page and "/revoke/" not in page
     before = state()
     assert (
-        csrf_post(client, "/console/api-keys/", {"name": "x", "scopes": ["members:read"]})
-        .status_code
+        csrf_post(
+            client, "/console/api-keys/", {"name": "x", "scopes": ["members:read"]}
+        ).status_code
         == 403
     )
     assert csrf_post(client, f"/console/api-keys/{key.pk}/revoke/").status_code == 403
@@ -404,8 +386,7 @@ def _events(n: int) -> None:
 
     with transaction.atomic():
         for i in range(n):
-            audit.record("demo.thing_done", actor=Actor.system(), subject_type="demo",
-                         subject_id=i)
+            audit.record("demo.thing_done", actor=Actor.system(), subject_type="demo", subject_id=i)
         audit.record("other.thing", actor=Actor.system(), subject_type="demo", subject_id=99)
 
 

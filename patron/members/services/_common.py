@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from django.utils.translation import gettext as _
 
 from patron.core.exceptions import FieldError, ValidationFailed
 from patron.notify.services import queue_notice as _queue
@@ -37,3 +40,17 @@ def queue_notice(*, template: str, member: Any, channels: Sequence[str], **kwarg
 def member_channels(member: Any) -> tuple[str, ...]:
     """SMS always; email too when the member gave one."""
     return ("sms", "email") if member.email else ("sms",)
+
+
+# C0 control characters other than tab and line breaks: never part of real input, and NUL
+# cannot even be stored in a PostgreSQL text column.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_character_errors(values: Mapping[str, Any]) -> list[FieldError]:
+    """A field error for every text value that holds a control character."""
+    return [
+        FieldError(name, "invalid_characters", _("This field contains invalid characters."))
+        for name, value in values.items()
+        if isinstance(value, str) and _CONTROL.search(value)
+    ]

@@ -10,12 +10,13 @@ follows the latest decision on the current marketing document.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from patron.core import audit, clock
 from patron.core.exceptions import Conflict
 from patron.members import selectors
 from patron.members.models import Consent, ConsentDocument, Member
-from patron.members.services._common import refuse
+from patron.members.services._common import control_character_errors, failed, refuse
 
 
 def record_consent(
@@ -28,19 +29,26 @@ def record_consent(
     actor: audit.Actor,
 ) -> Consent:
     """Append one grant or withdrawal of ``document@version`` (which must be current)."""
-    if member.status == Member.Status.CANCELLED:
-        raise Conflict("The member is cancelled; cancellation is final.", code="member_cancelled")
+    errors = control_character_errors({"document": document, "version": version})
+    if errors:
+        raise failed(errors)
     doc = ConsentDocument.objects.filter(kind=document, version=version).first()
     if doc is None:
-        raise refuse("document", "unknown_document", "There is no such document version.")
+        raise refuse("document", "unknown_document", _("There is no such document version."))
     current = selectors.current_document(document)
     if current is None or current.pk != doc.pk:
         raise refuse(
             "version",
             "consent_version_mismatch",
-            f"The current version is {current.version if current else 'none'}.",
+            _("The current version is %(version)s.")
+            % {"version": current.version if current else "-"},
         )
     with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        if member.status == Member.Status.CANCELLED:
+            raise Conflict(
+                _("The member is cancelled; cancellation is final."), code="member_cancelled"
+            )
         consent = Consent.objects.create(
             member=member,
             document=doc,

@@ -32,7 +32,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils.translation import gettext_lazy as _
+
+# Plain gettext: messages are made while serving a request, in its language.
+from django.utils.translation import gettext as _
 
 from patron.core import audit, clock
 from patron.core.crypto import blind_index
@@ -96,7 +98,10 @@ def _sensitive_consent(
     if document is None:
         raise SensitiveConsentRequired(
             "no_sensitive_document",
-            _("Real-name verification is not available: no sensitive-information notice is published."),
+            _(
+                "Real-name verification is not available: no sensitive-information notice "
+                "is published."
+            ),
         )
     given = (accept_sensitive or "").strip()
     if given:
@@ -111,7 +116,10 @@ def _sensitive_consent(
         return document, False
     raise SensitiveConsentRequired(
         "sensitive_consent_required",
-        _("Your ID number and photos are sensitive personal information: please consent to their processing (%(doc)s).")
+        _(
+            "Your ID number and photos are sensitive personal information: please consent "
+            "to their processing (%(doc)s)."
+        )
         % {"doc": f"{document.kind}@{document.version}"},
     )
 
@@ -166,7 +174,9 @@ def precheck(
     errors: list[FieldError] = []
     clean_name = " ".join((name or "").split())
     if not clean_name:
-        errors.append(FieldError("name", "name_required", _("Enter the name shown on the ID card.")))
+        errors.append(
+            FieldError("name", "name_required", _("Enter the name shown on the ID card."))
+        )
     elif len(clean_name) > NAME_MAX:
         errors.append(
             FieldError("name", "name_too_long", _("At most %(n)s characters.") % {"n": NAME_MAX})
@@ -243,9 +253,7 @@ def _refuse_if_open(member: Member) -> None:
         return
     if existing.status == Status.APPROVED:
         raise Conflict(_("Your real name is already verified."), code="kyc_already_verified")
-    raise Conflict(
-        _("Your previous submission is still waiting for review."), code="kyc_pending"
-    )
+    raise Conflict(_("Your previous submission is still waiting for review."), code="kyc_pending")
 
 
 def submit_kyc(
@@ -296,9 +304,9 @@ def submit_kyc(
             name=checked.name,
             id_number=checked.id_number,
             id_number_index=blind_index(checked.id_number, ID_NUMBER_PURPOSE),
-            front_image=checked.front.data,
+            front_image=checked.front.data,  # type: ignore[misc]  # EncryptedBinaryField
             front_content_type=checked.front.content_type,
-            back_image=checked.back.data,
+            back_image=checked.back.data,  # type: ignore[misc]
             back_content_type=checked.back.content_type,
             status=Status.PENDING_REVIEW,
             submitted_at=clock.now(),
@@ -332,9 +340,7 @@ def _lock_pending(submission: KycSubmission) -> KycSubmission:
         .get(pk=submission.pk)
     )
     if locked.status != Status.PENDING_REVIEW:
-        raise Conflict(
-            _("This submission has already been decided."), code="kyc_already_decided"
-        )
+        raise Conflict(_("This submission has already been decided."), code="kyc_already_decided")
     return locked
 
 
@@ -372,7 +378,7 @@ def approve_kyc(*, submission: KycSubmission, reviewer: User, reason: str = "") 
                 member.id_number_index = locked.id_number_index
                 fields += ["id_number", "id_number_index"]
             if not member.birth_date:
-                _, birth = check_id_number(locked.id_number)
+                _number, birth = check_id_number(locked.id_number)
                 member.birth_date = birth.isoformat()
                 fields.append("birth_date")
         member.save(update_fields=fields)
@@ -486,7 +492,7 @@ def verify_callback_signature(
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value.strip().lower().encode("ascii", "replace"))
@@ -510,7 +516,7 @@ def verify_callback_signature(
 
 def sign_callback(body: bytes, timestamp: int, secret: str | None = None) -> str:
     """The ``Patron-Signature`` value for ``body``: for providers' test kits and our tests."""
-    key = (secret if secret is not None else settings.PATRON_KYC_CALLBACK_SECRET).encode()
+    key = (secret if secret is not None else settings.PATRON_KYC_CALLBACK_SECRET or "").encode()
     digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
@@ -525,7 +531,9 @@ def record_provider_result(
     The result is kept even after a decision, so the record shows what the provider said.
     """
     if result not in PROVIDER_RESULTS:
-        raise ValidationFailed.single("result", "invalid_result", _("Result must be match or no_match."))
+        raise ValidationFailed.single(
+            "result", "invalid_result", _("Result must be match or no_match.")
+        )
     reference = (reference or "").strip()
     if not reference or len(reference) > 64:
         raise ValidationFailed.single(

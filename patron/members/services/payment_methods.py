@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from patron.core import audit, clock
 from patron.core.exceptions import Conflict, FieldError, NotFound
 from patron.core.ids import luhn_valid
 from patron.members.models import Member, PaymentMethod
-from patron.members.services._common import failed
+from patron.members.services._common import control_character_errors, failed
 
 # A maximal run of digits in which single spaces or dashes may separate groups.
 _DIGIT_RUN = re.compile(r"(?<![\d])\d(?:[ -]?\d)*(?![\d])")
@@ -46,42 +47,48 @@ class PaymentMethodInput:
 
 
 def _validate(data: PaymentMethodInput) -> list[FieldError]:
-    errors: list[FieldError] = []
+    errors = control_character_errors(vars(data))
+    if errors:
+        return errors
     for name in ("provider", "token", "brand", "last4"):
         if looks_like_card_number(str(getattr(data, name) or "")):
             errors.append(
                 FieldError(
                     name,
                     "card_number_refused",
-                    "Card numbers are never accepted: send the payment provider's token.",
+                    _("Card numbers are never accepted: send the payment provider's token."),
                 )
             )
     if errors:
         return errors  # say nothing else about a field that held a card number
     if not _PROVIDER.match((data.provider or "").strip()):
         errors.append(
-            FieldError("provider", "invalid_provider", "2-32 lower-case letters, digits, _ . -")
+            FieldError(
+                "provider", "invalid_provider", _("2 to 32 lower-case letters, digits, _ . or -.")
+            )
         )
     token = (data.token or "").strip()
     if not token:
-        errors.append(FieldError("token", "required", "The provider's token is required."))
+        errors.append(FieldError("token", "required", _("The provider's token is required.")))
     elif len(token) > TOKEN_MAX:
-        errors.append(FieldError("token", "too_long", f"At most {TOKEN_MAX} characters."))
+        errors.append(
+            FieldError("token", "too_long", _("At most %(n)d characters.") % {"n": TOKEN_MAX})
+        )
     if len((data.brand or "").strip()) > 32:
-        errors.append(FieldError("brand", "too_long", "At most 32 characters."))
+        errors.append(FieldError("brand", "too_long", _("At most 32 characters.")))
     if data.last4 and not re.fullmatch(r"\d{4}", data.last4):
-        errors.append(FieldError("last4", "invalid_last4", "Exactly four digits."))
+        errors.append(FieldError("last4", "invalid_last4", _("Exactly four digits.")))
     if (data.exp_month is None) != (data.exp_year is None):
-        errors.append(FieldError("exp_month", "incomplete_expiry", "Give month and year."))
+        errors.append(FieldError("exp_month", "incomplete_expiry", _("Give month and year.")))
     elif data.exp_month is not None and data.exp_year is not None:
         if not 1 <= data.exp_month <= 12:
-            errors.append(FieldError("exp_month", "invalid_month", "A month from 1 to 12."))
+            errors.append(FieldError("exp_month", "invalid_month", _("A month from 1 to 12.")))
         elif not 2000 <= data.exp_year <= 2100:
-            errors.append(FieldError("exp_year", "invalid_year", "A four-digit year."))
+            errors.append(FieldError("exp_year", "invalid_year", _("A four-digit year.")))
         else:
             today = clock.today()
             if (data.exp_year, data.exp_month) < (today.year, today.month):
-                errors.append(FieldError("exp_year", "card_expired", "This card has expired."))
+                errors.append(FieldError("exp_year", "card_expired", _("This card has expired.")))
     return errors
 
 
@@ -92,9 +99,12 @@ def add_payment_method(
     errors = _validate(data)
     if errors:
         raise failed(errors)
-    if member.status == Member.Status.CANCELLED:
-        raise Conflict("The member is cancelled; cancellation is final.", code="member_cancelled")
     with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        if member.status == Member.Status.CANCELLED:
+            raise Conflict(
+                _("The member is cancelled; cancellation is final."), code="member_cancelled"
+            )
         method = PaymentMethod.objects.create(
             member=member,
             provider=data.provider.strip(),
@@ -123,7 +133,7 @@ def remove_payment_method(*, member: Member, method_id: int, actor: audit.Actor)
             .first()
         )
         if method is None:
-            raise NotFound("No such payment method.")
+            raise NotFound(_("No such payment method."))
         method.removed_at = clock.now()
         method.save(update_fields=["removed_at"])
         audit.record(

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from patron.core import audit
 from patron.core.crypto import blind_index
 from patron.core.exceptions import Conflict, FieldError
 from patron.members import normalize
 from patron.members.models import Member
-from patron.members.services._common import failed
+from patron.members.services._common import control_character_errors, failed
 from patron.members.services.registration import MAX_LENGTHS
 from patron.members.services.verification import send_code
 
@@ -42,16 +43,20 @@ def _check_plain(member: Member, changes: dict, errors: list[FieldError]) -> dic
             continue
         value = str(changes[name]).strip()
         if name in ("contact_name", "company_name") and member.kind != Member.Kind.ENTERPRISE:
-            errors.append(FieldError(name, "not_allowed", "Only enterprise members have this."))
+            errors.append(FieldError(name, "not_allowed", _("Only enterprise members have this.")))
             continue
         if name == "language" and value not in dict(settings.LANGUAGES):
-            errors.append(FieldError(name, "invalid_language", "Unknown language."))
+            errors.append(FieldError(name, "invalid_language", _("Unknown language.")))
             continue
         if name in ("name", "contact_name", "company_name") and not value:
-            errors.append(FieldError(name, "required", "This field cannot be empty."))
+            errors.append(FieldError(name, "required", _("This field cannot be empty.")))
             continue
         if len(value) > MAX_LENGTHS.get(name, 300):
-            errors.append(FieldError(name, "too_long", f"At most {MAX_LENGTHS[name]} characters."))
+            errors.append(
+                FieldError(
+                    name, "too_long", _("At most %(n)d characters.") % {"n": MAX_LENGTHS[name]}
+                )
+            )
             continue
         if getattr(member, name) != value:
             values[name] = value
@@ -66,16 +71,22 @@ def update_profile(
     ``changes`` holds only the fields to change. ``email: ""`` removes the email (no
     verification is needed to stop using an address). Refusals write nothing.
     """
-    errors: list[FieldError] = []
+    errors = control_character_errors(changes)
+    if errors:
+        raise failed(errors)
     if member.status == Member.Status.CANCELLED:
-        raise Conflict("The member is cancelled; cancellation is final.", code="member_cancelled")
+        raise Conflict(
+            _("The member is cancelled; cancellation is final."), code="member_cancelled"
+        )
     values = _check_plain(member, changes, errors)
     new_phone = new_email = None
     remove_email = False
     if changes.get("phone") is not None:
         new_phone = normalize.phone_or_none(str(changes["phone"]))
         if new_phone is None:
-            errors.append(FieldError("phone", "invalid_phone", "This is not a valid phone number."))
+            errors.append(
+                FieldError("phone", "invalid_phone", _("This is not a valid phone number."))
+            )
         elif new_phone == member.phone:
             new_phone = None
     if changes.get("email") is not None:
@@ -86,7 +97,7 @@ def update_profile(
             new_email = normalize.email_or_none(raw)
             if new_email is None:
                 errors.append(
-                    FieldError("email", "invalid_email", "This is not a valid email address.")
+                    FieldError("email", "invalid_email", _("This is not a valid email address."))
                 )
             elif new_email == member.email:
                 new_email = None
@@ -95,10 +106,12 @@ def update_profile(
     taken: list[FieldError] = []
     others = Member.objects.exclude(pk=member.pk)
     if new_phone and others.filter(phone_index=blind_index(new_phone, "phone")).exists():
-        taken.append(FieldError("phone", "phone_taken", "This phone number is already registered."))
+        taken.append(
+            FieldError("phone", "phone_taken", _("This phone number is already registered."))
+        )
     if new_email and others.filter(email_index=blind_index(new_email, "email")).exists():
         taken.append(
-            FieldError("email", "email_taken", "This email address is already registered.")
+            FieldError("email", "email_taken", _("This email address is already registered."))
         )
     if taken:
         raise Conflict(taken[0].message, code=taken[0].code, errors=taken)
@@ -106,6 +119,10 @@ def update_profile(
     result = ProfileUpdate(member=member)
     with transaction.atomic():
         member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
+        if member.status == Member.Status.CANCELLED:
+            raise Conflict(
+                _("The member is cancelled; cancellation is final."), code="member_cancelled"
+            )
         result.member = member
         fields = list(values)
         for name, value in values.items():

@@ -48,7 +48,7 @@ def _ttl() -> dt.timedelta:
     return dt.timedelta(seconds=int(settings.PATRON_QR_LOGIN_TTL_SECONDS))
 
 
-def _failure(token: QrLoginToken | None) -> QrLoginFailed:
+def explain(token: QrLoginToken | None) -> QrLoginFailed:
     """Explain why a token is not usable for the step asked, from its current state."""
     if token is None:
         return QrLoginFailed("qr_unknown", _("This QR code is not valid."), status=404)
@@ -123,7 +123,7 @@ def _decide(secret: str, user: User, to: str) -> QrLoginToken:
         ).update(**changes)
         token = QrLoginToken.objects.filter(digest=digest).first()
         if updated != 1 or token is None:
-            failure = _failure(token)
+            failure = explain(token)
         else:
             failure = None
             audit.record(
@@ -159,7 +159,7 @@ def consume(*, token_id: int, user_agent: str) -> User:
         ).update(status=Status.CONSUMED, consumed_at=now)
         token = QrLoginToken.objects.select_related("approved_by").filter(pk=token_id).first()
         if updated != 1 or token is None:
-            failure: PatronError | None = _failure(token)
+            failure: PatronError | None = explain(token)
         else:
             user = token.approved_by
             assert user is not None  # an approved token always names its approver

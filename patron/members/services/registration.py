@@ -16,13 +16,15 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from patron.core import audit, clock, ids
 from patron.core.crypto import blind_index
 from patron.core.exceptions import Conflict, FieldError, ValidationFailed
 from patron.members import normalize, selectors, validators
 from patron.members.models import Consent, ConsentDocument, Member, User
-from patron.members.services._common import failed
+from patron.members.services._common import control_character_errors, failed
+from patron.members.services.passwords import remember as remember_password
 from patron.members.services.verification import send_code
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_-]{3,32}$")
@@ -82,7 +84,7 @@ def _consent_errors(accepted: list[str]) -> tuple[list[FieldError], list[Consent
     """Each current required document must be accepted in exactly its current version."""
     given: dict[str, set[str]] = {}
     for item in accepted or []:
-        kind, _, version = str(item).strip().partition("@")
+        kind, _sep, version = str(item).strip().partition("@")
         given.setdefault(kind, set()).add(version)
     errors: list[FieldError] = []
     documents = selectors.required_documents()
@@ -93,7 +95,8 @@ def _consent_errors(accepted: list[str]) -> tuple[list[FieldError], list[Consent
                 FieldError(
                     "accepted",
                     "consent_required",
-                    f"The {doc.kind} document (version {doc.version}) must be accepted.",
+                    _("The %(document)s document (version %(version)s) must be accepted.")
+                    % {"document": doc.kind, "version": doc.version},
                 )
             )
         elif doc.version not in versions:
@@ -101,8 +104,8 @@ def _consent_errors(accepted: list[str]) -> tuple[list[FieldError], list[Consent
                 FieldError(
                     "accepted",
                     "consent_version_mismatch",
-                    f"The current {doc.kind} version is {doc.version}; "
-                    f"accept that version ({doc.kind}@{doc.version}).",
+                    _("The current %(document)s version is %(version)s; accept that version.")
+                    % {"document": doc.kind, "version": doc.version},
                 )
             )
     return errors, documents
@@ -110,7 +113,7 @@ def _consent_errors(accepted: list[str]) -> tuple[list[FieldError], list[Consent
 
 def _password_errors(password: str, username: str, phone: str, email: str) -> list[FieldError]:
     if not password:
-        return [FieldError("password", "required", "A password is required.")]
+        return [FieldError("password", "required", _("A password is required."))]
     # A transient, unsaved user lets the similarity validator see the plain phone and email.
     probe = User(username=username)
     probe._patron_phone = phone  # type: ignore[attr-defined]
@@ -128,11 +131,11 @@ def _password_errors(password: str, username: str, phone: str, email: str) -> li
 def _individual(data: RegistrationInput, today: dt.date, errors: list[FieldError]) -> tuple:
     name = _text(data.name)
     if not name:
-        errors.append(FieldError("name", "required", "The name is required."))
+        errors.append(FieldError("name", "required", _("The name is required.")))
     for attr in ("company_name", "credit_code", "contact_name"):
         if _text(getattr(data, attr)):
             errors.append(
-                FieldError(attr, "not_allowed", "Only enterprise members give this field.")
+                FieldError(attr, "not_allowed", _("Only enterprise members give this field."))
             )
     birth = data.birth_date
     id_number = ""
@@ -144,7 +147,7 @@ def _individual(data: RegistrationInput, today: dt.date, errors: list[FieldError
             errors.extend(exc.errors)
     if birth is None and id_birth is None and not _text(data.id_number):
         errors.append(
-            FieldError("birth_date", "required", "The birth date (or ID number) is required.")
+            FieldError("birth_date", "required", _("The birth date (or ID number) is required."))
         )
     if birth is not None:
         try:
@@ -157,7 +160,7 @@ def _individual(data: RegistrationInput, today: dt.date, errors: list[FieldError
                 FieldError(
                     "id_number",
                     "id_birth_date_mismatch",
-                    "The birth date in the ID number does not match the birth date given.",
+                    _("The birth date in the ID number does not match the birth date given."),
                 )
             )
         elif birth is None:
@@ -172,13 +175,13 @@ def _enterprise(data: RegistrationInput, errors: list[FieldError]) -> tuple:
     company = _text(data.company_name)
     contact = _text(data.contact_name)
     if not company:
-        errors.append(FieldError("company_name", "required", "The company name is required."))
+        errors.append(FieldError("company_name", "required", _("The company name is required.")))
     if not contact:
-        errors.append(FieldError("contact_name", "required", "A contact person is required."))
+        errors.append(FieldError("contact_name", "required", _("A contact person is required.")))
     code = ""
     if not _text(data.credit_code):
         errors.append(
-            FieldError("credit_code", "required", "The unified social credit code is required.")
+            FieldError("credit_code", "required", _("The unified social credit code is required."))
         )
     else:
         try:
@@ -189,7 +192,7 @@ def _enterprise(data: RegistrationInput, errors: list[FieldError]) -> tuple:
         value = getattr(data, attr)
         if value is not None and str(value).strip():
             errors.append(
-                FieldError(attr, "not_allowed", "Only individual members give this field.")
+                FieldError(attr, "not_allowed", _("Only individual members give this field."))
             )
     # The enterprise's name is its company name; ``name`` may carry a display name.
     name = _text(data.name) or company
@@ -198,11 +201,15 @@ def _enterprise(data: RegistrationInput, errors: list[FieldError]) -> tuple:
 
 def validate(data: RegistrationInput) -> _Clean:
     """Check and normalise everything; raise one ValidationFailed with every field error."""
-    errors: list[FieldError] = []
+    errors = control_character_errors(
+        {**vars(data), "accepted": " ".join(str(item) for item in data.accepted or [])}
+    )
+    if errors:
+        raise failed(errors)  # nothing below should even look at such values
     kind = _text(data.kind)
     if kind not in Member.Kind.values:
         errors.append(
-            FieldError("kind", "invalid_kind", "The kind must be individual or enterprise.")
+            FieldError("kind", "invalid_kind", _("The kind must be individual or enterprise."))
         )
     username = _text(data.username)
     if not USERNAME_RE.match(username):
@@ -210,27 +217,31 @@ def validate(data: RegistrationInput) -> _Clean:
             FieldError(
                 "username",
                 "invalid_username",
-                "3 to 32 characters: letters, digits, underscore or hyphen.",
+                _("3 to 32 characters: letters, digits, underscore or hyphen."),
             )
         )
     phone = ""
     if not _text(data.phone):
-        errors.append(FieldError("phone", "required", "The phone number is required."))
+        errors.append(FieldError("phone", "required", _("The phone number is required.")))
     else:
         phone = normalize.phone_or_none(data.phone) or ""
         if not phone:
-            errors.append(FieldError("phone", "invalid_phone", "This is not a valid phone number."))
+            errors.append(
+                FieldError("phone", "invalid_phone", _("This is not a valid phone number."))
+            )
     email = ""
     if _text(data.email):
         email = normalize.email_or_none(_text(data.email)) or ""
         if not email:
             errors.append(
-                FieldError("email", "invalid_email", "This is not a valid email address.")
+                FieldError("email", "invalid_email", _("This is not a valid email address."))
             )
     errors.extend(_password_errors(data.password or "", username, phone, email))
     for attr, limit in MAX_LENGTHS.items():
         if len(_text(getattr(data, attr))) > limit:
-            errors.append(FieldError(attr, "too_long", f"At most {limit} characters."))
+            errors.append(
+                FieldError(attr, "too_long", _("At most %(n)d characters.") % {"n": limit})
+            )
 
     today = clock.today()
     name, birth, id_number, company, credit_code, contact = (
@@ -244,14 +255,16 @@ def validate(data: RegistrationInput) -> _Clean:
     if _text(data.referrer):
         referrer = selectors.member_by_number(_text(data.referrer))
         if referrer is None:
-            errors.append(FieldError("referrer", "unknown_referrer", "No member has this number."))
+            errors.append(
+                FieldError("referrer", "unknown_referrer", _("No member has this number."))
+            )
     consent_errors, documents = _consent_errors(data.accepted)
     errors.extend(consent_errors)
     marketing = selectors.current_document(ConsentDocument.Kind.MARKETING)
     if data.marketing_opt_in and marketing is None:
         errors.append(
             FieldError(
-                "marketing_opt_in", "no_marketing_document", "No marketing terms are published."
+                "marketing_opt_in", "no_marketing_document", _("No marketing terms are published.")
             )
         )
     language = data.language if data.language in dict(settings.LANGUAGES) else "zh-hans"
@@ -281,15 +294,17 @@ def _conflicts(clean: _Clean) -> list[FieldError]:
     """What is already taken, in a fixed order (the first one names the 409's code)."""
     taken: list[FieldError] = []
     if User.objects.filter(username__iexact=clean.username).exists():
-        taken.append(FieldError("username", "username_taken", "This username is taken."))
+        taken.append(FieldError("username", "username_taken", _("This username is taken.")))
     if Member.objects.filter(phone_index=blind_index(clean.phone, "phone")).exists():
-        taken.append(FieldError("phone", "phone_taken", "This phone number is already registered."))
+        taken.append(
+            FieldError("phone", "phone_taken", _("This phone number is already registered."))
+        )
     if (
         clean.email
         and Member.objects.filter(email_index=blind_index(clean.email, "email")).exists()
     ):
         taken.append(
-            FieldError("email", "email_taken", "This email address is already registered.")
+            FieldError("email", "email_taken", _("This email address is already registered."))
         )
     if (
         clean.credit_code
@@ -301,7 +316,7 @@ def _conflicts(clean: _Clean) -> list[FieldError]:
             FieldError(
                 "credit_code",
                 "credit_code_taken",
-                "An enterprise with this credit code is already registered.",
+                _("An enterprise with this credit code is already registered."),
             )
         )
     return taken
@@ -314,6 +329,7 @@ def _raise_conflicts(taken: list[FieldError]) -> None:
 
 def _create(clean: _Clean, user: User, channel: str, actor: audit.Actor) -> Member:
     user.save()
+    remember_password(user)  # the first entry of the no-reuse history (AUTH-1)
     member = None
     for _attempt in range(_NUMBER_TRIES):
         number = ids.random_member_number()

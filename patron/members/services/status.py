@@ -12,11 +12,18 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from patron.core import audit, clock
 from patron.core.exceptions import Conflict, FieldError
 from patron.members.models import Member, MemberStatusChange
-from patron.members.services._common import failed, member_channels, queue_notice
+from patron.members.services._common import (
+    control_character_errors,
+    failed,
+    member_channels,
+    queue_notice,
+)
 
 Status = Member.Status
 TARGETS = {Status.ACTIVE, Status.FROZEN, Status.CANCELLED}
@@ -73,33 +80,43 @@ def transition(
 
 
 def _check(member: Member, status: str, reason: str, until: dt.datetime | None) -> tuple[str, str]:
-    errors: list[FieldError] = []
+    errors = control_character_errors({"status": status, "reason": reason})
+    if errors:
+        raise failed(errors)
     reason = (reason or "").strip()
     if status not in TARGETS:
         errors.append(
-            FieldError("status", "invalid_status", "Status must be active, frozen or cancelled.")
+            FieldError("status", "invalid_status", _("Status must be active, frozen or cancelled."))
         )
     if not reason:
-        errors.append(FieldError("reason", "required", "A reason is required."))
+        errors.append(FieldError("reason", "required", _("A reason is required.")))
     elif len(reason) > REASON_MAX:
-        errors.append(FieldError("reason", "too_long", f"At most {REASON_MAX} characters."))
+        errors.append(
+            FieldError("reason", "too_long", _("At most %(n)d characters.") % {"n": REASON_MAX})
+        )
     if until is not None:
         if status != Status.FROZEN:
-            errors.append(FieldError("until", "not_allowed", "Only a freeze can have an end time."))
+            errors.append(
+                FieldError("until", "not_allowed", _("Only a freeze can have an end time."))
+            )
         elif until <= clock.now():
-            errors.append(FieldError("until", "until_in_past", "The end time is in the past."))
+            errors.append(FieldError("until", "until_in_past", _("The end time is in the past.")))
     if errors:
         raise failed(errors)
     if member.status == Status.CANCELLED:
-        raise Conflict("The member is cancelled; cancellation is final.", code="member_cancelled")
+        raise Conflict(
+            _("The member is cancelled; cancellation is final."), code="member_cancelled"
+        )
     if (
         status == Status.ACTIVE
         and member.phone_verified_at is None
         and member.status == Status.PENDING
     ):
-        raise Conflict("The member has not verified the phone yet.", code="phone_not_verified")
+        raise Conflict(_("The member has not verified the phone yet."), code="phone_not_verified")
     if status == member.status and not (status == Status.FROZEN and until != member.frozen_until):
-        raise Conflict(f"The member is already {status}.", code="status_unchanged")
+        raise Conflict(
+            _("The member is already %(status)s.") % {"status": status}, code="status_unchanged"
+        )
     return status, reason
 
 
@@ -119,6 +136,8 @@ def change_status(
     Unfreezing a member who never verified the phone returns them to ``pending``, not
     ``active``: verification is what activates an account (REG-6).
     """
+    if until is not None and timezone.is_naive(until):
+        until = timezone.make_aware(until)  # a time without an offset is local time
     with transaction.atomic():
         member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
         status, reason = _check(member, status, reason, until)

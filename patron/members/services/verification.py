@@ -22,6 +22,7 @@ import secrets
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
+from django.utils.translation import gettext as _
 
 from patron.core import audit, clock
 from patron.core.crypto import blind_index
@@ -49,7 +50,7 @@ def hash_code(code: str) -> str:
 
 
 def code_matches(code: str, stored: str) -> bool:
-    salt, _, digest = stored.partition("$")
+    salt, _sep, digest = stored.partition("$")
     return hmac.compare_digest(_hash(code.strip(), salt), digest)
 
 
@@ -65,17 +66,17 @@ def _normalize_target(channel: str, raw: str) -> str:
     if channel == Channel.PHONE:
         value = normalize.phone_or_none(raw)
         if value is None:
-            raise refuse("phone", "invalid_phone", "This is not a valid phone number.")
+            raise refuse("phone", "invalid_phone", _("This is not a valid phone number."))
     else:
         value = normalize.email_or_none(raw)
         if value is None:
-            raise refuse("email", "invalid_email", "This is not a valid email address.")
+            raise refuse("email", "invalid_email", _("This is not a valid email address."))
     return value
 
 
 def _check_channel(channel: str) -> None:
     if channel not in CHANNELS:
-        raise refuse("channel", "invalid_channel", "The channel must be phone or email.")
+        raise refuse("channel", "invalid_channel", _("The channel must be phone or email."))
 
 
 def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
@@ -95,7 +96,7 @@ def _check_throttles(member: Member, channel: str, index: str, ip_index: str) ->
     if last is not None and now - last < cooldown:
         raise RateLimited(
             _seconds_until(last + cooldown, now),
-            message="A code was sent a moment ago; wait before asking for another.",
+            message=_("A code was sent a moment ago; wait before asking for another."),
         )
     caps = [(VerificationCode.objects.filter(target_index=index), policy["DAILY_CAP_PER_TARGET"])]
     if ip_index:
@@ -108,7 +109,7 @@ def _check_throttles(member: Member, channel: str, index: str, ip_index: str) ->
             oldest = window.aggregate(first=Min("created_at"))["first"]
             raise RateLimited(
                 _seconds_until(oldest + _DAY, now),
-                message="Too many codes today; try again later.",
+                message=_("Too many codes today; try again later."),
             )
 
 
@@ -132,7 +133,11 @@ def send_code(
     else:
         address = member.phone if channel == Channel.PHONE else member.email
         if not address:
-            raise refuse(channel, "no_address", f"The member has no {channel} to verify.")
+            raise refuse(
+                channel,
+                "no_address",
+                _("The member has no %(channel)s to verify.") % {"channel": channel},
+            )
     index = target_key(channel, address)
     ip_index = blind_index(ip, "ip") if ip else ""
     code = new_code()
@@ -196,17 +201,17 @@ def confirm_code(
         row = _latest(member, channel)
         now = clock.now()
         if row is None:
-            refusal = refuse("code", "code_invalid", "The code is not correct.")
+            refusal = refuse("code", "code_invalid", _("The code is not correct."))
         elif row.consumed_at is not None:
-            refusal = refuse("code", "code_used", "This code was already used.")
+            refusal = refuse("code", "code_used", _("This code was already used."))
         elif row.attempts >= limit:
-            refusal = refuse("code", "code_locked", "Too many wrong tries; ask for a new code.")
+            refusal = refuse("code", "code_locked", _("Too many wrong tries; ask for a new code."))
         elif row.expires_at <= now:
-            refusal = refuse("code", "code_expired", "The code has expired; ask for a new one.")
+            refusal = refuse("code", "code_expired", _("The code has expired; ask for a new one."))
         elif not (code.isdigit() and len(code) == 6 and code_matches(code, row.code_hash)):
             row.attempts += 1
             row.save(update_fields=["attempts"])
-            refusal = refuse("code", "code_invalid", "The code is not correct.")
+            refusal = refuse("code", "code_invalid", _("The code is not correct."))
     if refusal is not None:
         raise refusal
     assert row is not None
@@ -217,7 +222,7 @@ def confirm_code(
             row = _latest(member, channel)
             assert row is not None
             if row.consumed_at is not None:  # a parallel confirm won the race
-                raise refuse("code", "code_used", "This code was already used.")
+                raise refuse("code", "code_used", _("This code was already used."))
             _apply(member, row, actor, now=clock.now())
     except IntegrityError as exc:
         # The address was taken between our check and the write (a parallel registration).
@@ -227,13 +232,13 @@ def confirm_code(
 
 def _cancelled() -> Conflict:
     # A cancelled member's identifiers stay released; nothing about it changes any more.
-    return Conflict("The member is cancelled; cancellation is final.", code="member_cancelled")
+    return Conflict(_("The member is cancelled; cancellation is final."), code="member_cancelled")
 
 
 def _taken(channel: str) -> Conflict:
     if channel == Channel.PHONE:
-        return Conflict("This phone number is already registered.", code="phone_taken")
-    return Conflict("This email address is already registered.", code="email_taken")
+        return Conflict(_("This phone number is already registered."), code="phone_taken")
+    return Conflict(_("This email address is already registered."), code="email_taken")
 
 
 def _apply(member: Member, row: VerificationCode, actor: audit.Actor, *, now: dt.datetime) -> None:
@@ -290,7 +295,11 @@ def mark_verified(*, member: Member, channel: str, actor: audit.Actor) -> Member
         member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
         address = member.phone if channel == Channel.PHONE else member.email
         if not address:
-            raise refuse(channel, "no_address", f"The member has no {channel} to verify.")
+            raise refuse(
+                channel,
+                "no_address",
+                _("The member has no %(channel)s to verify.") % {"channel": channel},
+            )
         if member.status == Member.Status.CANCELLED:
             raise _cancelled()
         now = clock.now()

@@ -118,9 +118,7 @@ def make_staff(*, permissions: tuple[str, ...] = (), username: str | None = None
 
 
 def make_reviewer(**kwargs) -> User:
-    return make_staff(
-        permissions=("members.review_kyc", "members.view_kycsubmission"), **kwargs
-    )
+    return make_staff(permissions=("members.review_kyc", "members.view_kycsubmission"), **kwargs)
 
 
 def publish_sensitive(version: str = "1.0", **kwargs) -> ConsentDocument:

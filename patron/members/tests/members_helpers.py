@@ -16,6 +16,7 @@ from patron.members.models import (
     ConsentDocument,
     Member,
     MemberStatusChange,
+    PasswordHistory,
     PaymentMethod,
     User,
     VerificationCode,
@@ -36,7 +37,7 @@ COUNTED = (Member, User, Consent, VerificationCode, OutboxMessage, AuditEvent)
 
 def counts(*extra) -> dict[str, int]:
     """Row counts of everything a member service could write."""
-    models = (*COUNTED, MemberStatusChange, PaymentMethod, Group, *extra)
+    models = (*COUNTED, MemberStatusChange, PaymentMethod, PasswordHistory, Group, *extra)
     return {model.__name__: model.objects.count() for model in models}
 
 

@@ -135,9 +135,7 @@ def test_reg_4_api_refuses_a_minor_and_writes_nothing(platform):
     before = counts()
     response = platform.post_json("/api/v1/members", body(birth_date=None, id_number=MINOR_ID))
     problem = assert_problem(response, 422, "minor")
-    assert problem["errors"] == [
-        {"field": "id_number", "code": "minor", "message": "Members must be at least 18 years old."}
-    ]
+    assert [(e["field"], e["code"]) for e in problem["errors"]] == [("id_number", "minor")]
     assert counts() == before
 
 

@@ -259,9 +259,7 @@ def submission(member):
 
 def callback(body: bytes, signature: str | None):
     extra = {"HTTP_PATRON_SIGNATURE": signature} if signature is not None else {}
-    return Client().post(
-        "/api/v1/kyc/callback", body, content_type="application/json", **extra
-    )
+    return Client().post("/api/v1/kyc/callback", body, content_type="application/json", **extra)
 
 
 def payload(target, **overrides) -> bytes:
@@ -304,10 +302,17 @@ def test_kyc_4_callback_within_tolerance_is_accepted(submission):
         pytest.param(lambda body, t: "", id="empty"),
         pytest.param(lambda body, t: "garbage", id="malformed"),
         pytest.param(lambda body, t: f"t={t}", id="no-v1"),
-        pytest.param(lambda body, t: sign_callback(body, t, secret="wrong secret"), id="wrong-secret"),
+        pytest.param(
+            lambda body, t: sign_callback(body, t, secret="wrong secret"), id="wrong-secret"
+        ),
         pytest.param(lambda body, t: sign_callback(body + b" ", t), id="other-body"),
-        pytest.param(lambda body, t: sign_callback(body, t).replace(f"t={t}", f"t={t + 1}"), id="other-t"),
+        pytest.param(
+            lambda body, t: sign_callback(body, t).replace(f"t={t}", f"t={t + 1}"), id="other-t"
+        ),
         pytest.param(lambda body, t: f"t={t},v1=" + "é" * 64, id="non-ascii"),
+        pytest.param(
+            lambda body, t: "t=²," + sign_callback(body, t).split(",")[1], id="t-not-ascii"
+        ),
     ],
 )
 def test_kyc_4_bad_signature_is_refused_and_changes_nothing(submission, make_signature):
@@ -332,17 +337,35 @@ def test_kyc_4_stale_timestamp_is_refused_and_changes_nothing(submission, offset
 
 def test_kyc_4_signed_but_invalid_body_is_422(submission):
     before = decision_state(submission)
-    for body in (b"not json", json.dumps({"submission": submission.pk, "result": "maybe"}).encode()):
+    for body in (
+        b"not json",
+        b"\xff\xfe",
+        json.dumps({"submission": submission.pk, "result": "maybe"}).encode(),
+        payload(submission, reference="a\x00b"),
+        payload(submission, submission="ref\ud800"),
+    ):
         with time_machine.travel(NOW, tick=False):
             response = callback(body, sign_callback(body, int(NOW.timestamp())))
         assert response.status_code == 422
     assert decision_state(submission) == before
 
 
-def test_kyc_4_unknown_submission_is_404(submission):
-    body = payload(submission, submission="no-such-reference")
+@pytest.mark.parametrize("unknown", ["no-such-reference", 10**30, "9" * 100])
+def test_kyc_4_unknown_submission_is_404(submission, unknown):
+    body = payload(submission, submission=unknown)
     before = decision_state(submission)
     with time_machine.travel(NOW, tick=False):
         response = callback(body, sign_callback(body, int(NOW.timestamp())))
     assert (response.status_code, response.json()["code"]) == (404, "kyc_submission_not_found")
     assert decision_state(submission) == before
+
+
+def test_kyc_4_openapi_documents_the_kyc_endpoints():
+    schema = Client().get("/api/v1/openapi.json").json()
+    assert {"/api/v1/me/kyc", "/api/v1/members/{number}/kyc", "/api/v1/kyc/callback"} <= set(
+        schema["paths"]
+    )
+    callback_op = schema["paths"]["/api/v1/kyc/callback"]["post"]
+    assert callback_op["requestBody"]["content"]["application/json"]["example"]["result"] == "match"
+    upload = schema["paths"]["/api/v1/me/kyc"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload

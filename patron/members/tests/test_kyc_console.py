@@ -155,7 +155,9 @@ def test_priv_3_reveal_of_submitted_data_is_audited():
     html = response.content.decode()
     assert response.status_code == 200
     assert "王小明" in html and ADULT_ID in html
-    assert response["Cache-Control"].startswith("max-age=0") or "no-store" in response["Cache-Control"]
+    assert (
+        response["Cache-Control"].startswith("max-age=0") or "no-store" in response["Cache-Control"]
+    )
     assert [r["fields"] for r in reveals()] == [["name", "id_number"]]
 
 

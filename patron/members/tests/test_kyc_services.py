@@ -108,8 +108,16 @@ def test_kyc_1_passing_submission_is_stored_encrypted_for_review(sensitive):
     assert (consent.document_id, consent.granted, consent.channel) == (sensitive.pk, True, "api")
     events = list(AuditEvent.objects.order_by("id").values_list("action", "subject_id", "details"))
     assert events == [
-        ("consent.granted", str(member.pk), {"document_id": sensitive.pk, "consent_id": consent.pk}),
-        ("kyc.submitted", str(submission.pk), {"member": member.pk, "consent_document": sensitive.pk}),
+        (
+            "consent.granted",
+            str(member.pk),
+            {"document_id": sensitive.pk, "consent_id": consent.pk},
+        ),
+        (
+            "kyc.submitted",
+            str(submission.pk),
+            {"member": member.pk, "consent_document": sensitive.pk},
+        ),
     ]
     assert OutboxMessage.objects.count() == 0
     assert Member.objects.get(pk=member.pk).kyc_verified_at is None
@@ -344,7 +352,9 @@ def test_kyc_1_pending_member_is_refused(sensitive):
 # --- Review (KYC-3) ------------------------------------------------------------------------
 
 
-def test_kyc_3_approval_sets_the_badge_notifies_and_is_audited(sensitive, django_capture_on_commit_callbacks):
+def test_kyc_3_approval_sets_the_badge_notifies_and_is_audited(
+    sensitive, django_capture_on_commit_callbacks
+):
     member = make_member(email="wang@example.com", name="", birth_date=None)
     submission = submit(member)
     reviewer = make_reviewer()
@@ -364,7 +374,9 @@ def test_kyc_3_approval_sets_the_badge_notifies_and_is_audited(sensitive, django
     # Blank identity fields are filled from the verified card.
     assert (fresh.name, fresh.id_number, fresh.birth_date) == ("王小明", ADULT_ID, "1990-03-07")
     assert fresh.id_number_index == blind_index(ADULT_ID, "id_number")
-    messages = list(OutboxMessage.objects.order_by("channel").values_list("channel", "template", "status"))
+    messages = list(
+        OutboxMessage.objects.order_by("channel").values_list("channel", "template", "status")
+    )
     assert messages == [
         ("email", "kyc_approved", "sent"),
         ("inapp", "kyc_approved", "sent"),
@@ -379,7 +391,9 @@ def test_kyc_3_approval_sets_the_badge_notifies_and_is_audited(sensitive, django
     assert selectors_kyc.kyc_status(fresh).verified is True
 
 
-def test_kyc_3_rejection_notifies_the_reason_and_allows_resubmission(sensitive, sms_outbox, django_capture_on_commit_callbacks):
+def test_kyc_3_rejection_notifies_the_reason_and_allows_resubmission(
+    sensitive, sms_outbox, django_capture_on_commit_callbacks
+):
     from tests.fixtures import read_sms
 
     member = make_member()
@@ -389,7 +403,10 @@ def test_kyc_3_rejection_notifies_the_reason_and_allows_resubmission(sensitive, 
     with django_capture_on_commit_callbacks(execute=True):
         decided = reject_kyc(submission=submission, reviewer=reviewer, reason="Photo is blurred")
 
-    assert (decided.status, decided.review_note) == (KycSubmission.Status.REJECTED, "Photo is blurred")
+    assert (decided.status, decided.review_note) == (
+        KycSubmission.Status.REJECTED,
+        "Photo is blurred",
+    )
     assert Member.objects.get(pk=member.pk).kyc_verified_at is None
     sms = read_sms(sms_outbox)
     assert [(m["template"], m["to"]) for m in sms] == [("kyc_rejected", member.phone)]
@@ -412,6 +429,20 @@ def test_kyc_3_rejection_needs_a_reason(sensitive):
     assert (caught.value.status, caught.value.code) == (422, "required")
     assert state(submission.member) == before
     assert KycSubmission.objects.get(pk=submission.pk).status == KycSubmission.Status.PENDING_REVIEW
+
+
+@pytest.mark.parametrize("decide", ["approve", "reject"])
+def test_kyc_3_overlong_reason_is_refused(sensitive, decide):
+    submission = submit(make_member())
+    reviewer = make_reviewer()
+    before = state(submission.member)
+    with pytest.raises(PatronError) as caught:
+        if decide == "approve":
+            approve_kyc(submission=submission, reviewer=reviewer, reason="x" * 501)
+        else:
+            reject_kyc(submission=submission, reviewer=reviewer, reason="x" * 501)
+    assert (caught.value.status, caught.value.code) == (422, "too_long")
+    assert state(submission.member) == before
 
 
 @pytest.mark.parametrize("decide", ["approve", "reject"])
@@ -519,7 +550,13 @@ def test_kyc_3_two_reviewers_at_once_exactly_one_wins():
     )
     assert len(decisions) == 1
     assert decisions[0] == f"kyc.{fresh.status}"
-    assert OutboxMessage.objects.filter(template__startswith="kyc_").values("template").distinct().count() == 1
+    assert (
+        OutboxMessage.objects.filter(template__startswith="kyc_")
+        .values("template")
+        .distinct()
+        .count()
+        == 1
+    )
     verified = Member.objects.get(pk=member.pk).kyc_verified_at is not None
     assert verified == (fresh.status == KycSubmission.Status.APPROVED)
     assert audit.verify().ok
@@ -543,7 +580,9 @@ def test_kyc_4_provider_result_is_stored_and_audited_once(sensitive):
     assert stored.status == KycSubmission.Status.PENDING_REVIEW  # never decides by itself
     count = AuditEvent.objects.filter(action="kyc.provider_result").count()
     # A retry by the provider (found by its own reference) changes nothing.
-    again = record_provider_result(submission_ref="prov-1", result="match", score=97.5, reference="prov-1")
+    again = record_provider_result(
+        submission_ref="prov-1", result="match", score=97.5, reference="prov-1"
+    )
     assert again.pk == submission.pk
     assert AuditEvent.objects.filter(action="kyc.provider_result").count() == count == 1
 

@@ -86,6 +86,16 @@ def test_reg_11_frozen_member_cannot_sign_in(client: Client):
     assert Client().login(username="frosty", password=PASSWORD)
 
 
+def test_reg_11_freezing_ends_the_members_open_sessions():
+    member = _active(username="sessioned")
+    browser = Client()
+    assert browser.login(username="sessioned", password=PASSWORD)
+    assert browser.session.get("_auth_user_id") == str(member.user_id)
+    change_status(member, "frozen", "Review", STAFF)
+    response = browser.get("/")
+    assert not response.wsgi_request.user.is_authenticated
+
+
 def test_reg_11_unfreeze_of_a_never_verified_member_returns_to_pending():
     member = register(individual())
     change_status(member, "frozen", "Review", STAFF)

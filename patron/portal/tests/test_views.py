@@ -260,6 +260,28 @@ def test_portal_refusal_rerenders_the_form_with_the_field_error_and_creates_noth
     assert "_auth_user_id" not in client.session
 
 
+def test_reg_2_form_and_service_refusals_are_shown_together(client, documents, sms_outbox):
+    before = counts()
+
+    response = register(
+        client,
+        individual_form(
+            password_again="another long phrase",
+            accept_privacy=None,
+            birth_date="2010-05-01",
+            phone="12345",
+        ),
+    )
+
+    assert field_error(response, "password_again") == "两次输入的密码不一致。"
+    assert field_error(response, "accept_privacy") == "必须接受此文件才能注册。"
+    assert field_error(response, "birth_date") == "会员须年满 18 周岁。"
+    assert field_error(response, "phone") == "这不是有效的手机号码。"
+    assert 'id="id_accept_terms_error"' not in response.content.decode()
+    assert counts() == before
+    assert read_sms(sms_outbox) == []
+
+
 def test_reg_2_duplicate_phone_is_refused_next_to_the_phone_field(
     client, documents, sms_outbox, django_capture_on_commit_callbacks
 ):
@@ -613,3 +635,24 @@ def test_priv_9_consents_page_shows_a_new_optional_version_and_accepting_it_is_r
         True,
     )
     assert "已接受（版本 2.0）" in response.content.decode()
+
+
+def test_reg_6_email_is_verified_with_a_code_sent_on_request(
+    client, documents, sms_outbox, mailoutbox, django_capture_on_commit_callbacks
+):
+    data = individual_form()
+    register(client, data, capture=django_capture_on_commit_callbacks)
+    member = Member.objects.get(user__username=data["username"])
+
+    page = client.get("/verify/email/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/verify/email/resend/")
+    assert [message.to for message in mailoutbox] == [[data["email"]]]
+    code = re.search(r"\b(\d{6})\b", mailoutbox[0].body).group(1)
+    response = client.post("/verify/email/", {"code": code})
+
+    assert "获取验证码" in page
+    assert "p***@example.com" in page
+    assert response["Location"] == "/"
+    member.refresh_from_db()
+    assert member.email_verified_at is not None
