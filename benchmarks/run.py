@@ -187,6 +187,11 @@ def bench_database(target: server.Target, options: argparse.Namespace, cores: in
     run_id = secrets.token_hex(2)
     with server.gunicorn(env, cores, target.var_dir / "gunicorn.log") as port:
         results["server"] = {"workers": cores, "concurrency": concurrency}
+        # The ceiling again, right before the sign-ins and with the server idle: a machine
+        # whose load changes during the run then still compares like with like.
+        adjacent = hashrate.measure(cores, options.adjacent_hash_seconds)
+        results["argon2_adjacent"] = round(adjacent.per_second, 2)
+        log(f"argon2id right before the sign-ins: {adjacent.per_second:.1f}/s")
         for name, step in (
             ("sign_in", lambda: bench_sign_in(port, data, concurrency, options.signin_seconds)),
             (
@@ -252,13 +257,15 @@ def _figures(hash_rate: hashrate.HashRate, runs: dict[str, dict]) -> list[list[s
             continue
         steady = run.get("sign_in", {}).get("steady", {})
         first = run.get("sign_in", {}).get("first", {})
+        ceiling = run.get("argon2_adjacent") or hash_rate.per_second
         rate = steady.get("per_second")
-        ratio = rate / hash_rate.per_second if rate else None
+        ratio = rate / ceiling if rate else None
         rows.append(
             [
                 "Sign-ins/s over HTTP (headless login, known device)",
                 label,
-                f"{_fmt(rate)}/s = {_fmt(ratio * 100 if ratio else None)}% of argon2"
+                f"{_fmt(rate)}/s = {_fmt(ratio * 100 if ratio else None)}% of argon2 "
+                f"({ceiling:,.1f}/s measured just before)"
                 if rate
                 else run.get("sign_in", {}).get("error", "n/a"),
                 f">= {SIGNIN_TARGET:.0%} of the argon2 rate",
@@ -266,7 +273,7 @@ def _figures(hash_rate: hashrate.HashRate, runs: dict[str, dict]) -> list[list[s
             ]
         )
         if first.get("per_second"):
-            first_ratio = first["per_second"] / hash_rate.per_second
+            first_ratio = first["per_second"] / ceiling
             rows.append(
                 [
                     "First sign-ins/s (new device: device record + notice)",
@@ -371,8 +378,9 @@ def render(
         "(allauth headless, app client), counting 200 answers. First every member signs in "
         "once (a new device; it also warms the workers), then members sign in again from "
         f"the same device for {options.signin_seconds:.0f} s: the steady-state figure, "
-        "compared with the raw argon2 rate on all cores. The load generator and the "
-        "database share the same cores.",
+        "compared with the raw argon2 rate on all cores measured again just before the "
+        "sign-ins (the server idle). The load generator and the database share the same "
+        "cores.",
         "- **Registration**: `POST /api/v1/members` with an API key and an "
         "`Idempotency-Key`, each a new individual with a new phone, for "
         f"{options.register_seconds:.0f} s; counting 201 answers. It hashes the password "
@@ -497,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selector-lookups", type=int, default=5_000)
     parser.add_argument("--profile-sign-ins", type=int, default=60)
     parser.add_argument("--hash-seconds", type=float, default=10)
+    parser.add_argument("--adjacent-hash-seconds", type=float, default=5)
     parser.add_argument(
         "--databases", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
     )
@@ -513,13 +522,15 @@ def main(argv: list[str] | None = None) -> int:
         options.members, options.signin_members = 5_000, 100
         options.signin_seconds = options.register_seconds = 5
         options.lookups, options.selector_lookups, options.profile_sign_ins = 300, 500, 10
-        options.hash_seconds = 3
+        options.hash_seconds = options.adjacent_hash_seconds = 3
 
     started = dt.datetime.now().astimezone()
     clock = time.perf_counter()
     cores = machine.cores()
     var_root = ROOT / "var" / "bench"
     facts = machine.facts(server.admin_url(options.postgres_url))
+    # Other work on the machine skews every figure: say how busy it was.
+    facts["Load average (1 min) at start"] = f"{os.getloadavg()[0]:.2f}"
     log("machine: " + ", ".join(f"{k} {v}" for k, v in list(facts.items())[:7]))
 
     log(f"argon2id: {cores} processes for {options.hash_seconds:.0f} s")
@@ -540,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = {"label": target.label, "error": f"{type(exc).__name__}: {exc}"[:1000]}
 
     elapsed = time.perf_counter() - clock
+    facts["Load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
     report = render(facts, hash_rate, runs, options, started, elapsed)
     options.report.parent.mkdir(parents=True, exist_ok=True)
     options.report.write_text(report)

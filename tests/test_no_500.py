@@ -206,3 +206,48 @@ def test_sec2_body_over_the_upload_limit_is_a_problem_not_a_500(world, credentia
             if broken:
                 failures.append(f"{method} {url} {idempotency} -> {response.status_code}: {broken}")
     assert not failures, "\n".join(failures)
+
+
+# --- The answers outside the operations, exactly -----------------------------------------
+
+
+def _problem(response) -> dict:
+    assert response["Content-Type"].startswith("application/problem+json")
+    return json.loads(response.content)
+
+
+def test_sec2_unknown_api_path_is_a_404_problem(world):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {world['api_key']}")
+    for method in ("get", "post", "delete"):
+        response = getattr(client, method)("/api/v1/no/such/thing")
+        assert response.status_code == 404
+        assert _problem(response)["code"] == "not_found"
+
+
+def test_sec2_method_a_path_does_not_serve_is_a_405_problem_with_allow(world):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {world['api_key']}")
+    response = client.generic("TRACE", "/api/v1/consent-documents")
+    assert response.status_code == 405
+    assert _problem(response)["code"] == "method_not_allowed"
+    assert response["Allow"] == "GET"
+
+
+def test_sec2_malformed_json_is_a_400_malformed_body_and_changes_nothing(world):
+    from patron.core.models import AuditEvent
+    from patron.members.models import Member
+
+    before = (Member.objects.count(), AuditEvent.objects.count())
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {world['api_key']}")
+    for body in (b'{"kind": ', b'{"username": "a\\u0000b"}', b'{"name": "\\ud800"}'):
+        response = client.post("/api/v1/members", body, content_type="application/json")
+        assert response.status_code == 400
+        assert _problem(response)["code"] == "malformed_body"
+    assert (Member.objects.count(), AuditEvent.objects.count()) == before
+
+
+def test_sec2_body_over_the_limit_is_a_413_body_too_large(world):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {world['api_key']}")
+    body = b'{"username": "' + b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + b'"}'
+    response = client.post("/api/v1/members", body, content_type="application/json")
+    assert response.status_code == 413
+    assert _problem(response)["code"] == "body_too_large"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -23,6 +24,7 @@ from patron.core.exceptions import FieldError, PatronError
 logger = logging.getLogger(__name__)
 
 _MALFORMED_BODY = "Cannot parse request body"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _refuse_unstorable(value: Any) -> None:
@@ -30,7 +32,7 @@ def _refuse_unstorable(value: Any) -> None:
     surrogates (not encodable as UTF-8). Refused here, as a malformed body, so that no
     service meets them halfway through a write."""
     if isinstance(value, str):
-        if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+        if _UNSTORABLE.search(value):
             raise ValueError("string holds NUL or a lone surrogate")
     elif isinstance(value, dict):
         for key, item in value.items():

@@ -57,7 +57,10 @@ def _engine() -> Engine:
 
 def _language(language: str | None, member: Member | None) -> str:
     lang = (language or getattr(member, "language", "") or DEFAULT_LANGUAGE).lower()
-    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+    if lang in LANGUAGES:
+        return lang
+    # "en-us", "en_GB" -> en; anything else (zh-cn, zh-tw, unknown) -> the default.
+    return "en" if lang.startswith("en") else DEFAULT_LANGUAGE
 
 
 def render(template: str, channel: str, language: str, context: dict[str, Any]) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Query, Router, Schema, Status
 from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import ValidationError as PydanticValidationError
@@ -58,7 +59,7 @@ def _actor(request: HttpRequest) -> Actor:
 def _member(number: str) -> Member:
     member = selectors.member_by_number(number)
     if member is None:
-        raise NotFound("No member has this number.")
+        raise NotFound(_("No member has this number."))
     return member
 
 
@@ -176,7 +177,7 @@ def lookup(request: HttpRequest, query: Query[LookupQuery]):
         raise refuse(
             "query",
             "lookup_needs_one_field",
-            "Give exactly one of phone, email or credit_code.",
+            _("Give exactly one of phone, email or credit_code."),
         )
     ((field, value),) = given.items()
     if field == "phone":
@@ -186,7 +187,7 @@ def lookup(request: HttpRequest, query: Query[LookupQuery]):
     else:
         member = selectors.member_by_credit_code(value)
     if member is None:
-        raise NotFound("No member matches.")
+        raise NotFound(_("No member matches."))
     return member_out(member)
 
 

@@ -47,7 +47,7 @@ def submit(member=None, name="王小明"):
 
 
 def signed_in(user) -> Client:
-    client = Client(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="en")
     client.force_login(user)
     return client
 
@@ -82,7 +82,7 @@ def test_kyc_3_queue_lists_pending_oldest_first_masked():
     assert html.index(f"/console/kyc/{earlier.pk}/") < html.index(f"/console/kyc/{later.pk}/")
     assert "韩**" in html and "李*" in html
     assert "韩梅梅" not in html and ADULT_ID not in html
-    assert "No match" in html or "不匹配" in html
+    assert "No match" in html
     assert reveals() == []
 
 
@@ -183,7 +183,7 @@ def test_kyc_3_reject_without_reason_is_refused_and_changes_nothing():
         client, f"/console/kyc/{submission.pk}/decide/", {"decision": "reject", "reason": " "}
     )
     assert response.status_code == 422
-    assert "reason" in response.content.decode().lower() or "原因" in response.content.decode()
+    assert "Give the member a reason." in response.content.decode()
     assert decision_state(submission) == before
 
 

@@ -278,3 +278,21 @@ def test_note_1_recovers_after_failure_and_command_is_safe_twice(settings, tmp_p
     assert message.attempts == 2
     assert message.last_error == ""
     assert len(read_sms(good)) == 1
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("en", "en"), ("en-US", "en"), ("zh-hans", "zh-hans"), ("zh-tw", "zh-hans"), ("", "zh-hans")],
+)
+def test_note_1_language_falls_back_to_chinese(language, expected):
+    member = make_member(language=language or "zh-hans")
+    with transaction.atomic():
+        (message,) = queue_notice(template="welcome", member=member, language=language or None)
+    assert message.language == expected
+
+
+def test_note_1_unknown_channel_is_a_programming_error():
+    member = make_member()
+    with pytest.raises(ValueError), transaction.atomic():
+        queue_notice(template="welcome", member=member, channels=("pigeon",))
+    assert OutboxMessage.objects.count() == 0
