@@ -161,6 +161,7 @@ HEADLESS_CLIENTS = ("app",)
 HEADLESS_SERVE_SPECIFICATION = False
 HEADLESS_FRONTEND_URLS: dict[str, str] = {}
 USERSESSIONS_TRACK_ACTIVITY = True
+USERSESSIONS_ADAPTER = "patron.members.allauth_adapter.UserSessionsAdapter"
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG and not TESTING
@@ -186,6 +187,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise serves from the finders in development; it only warns when this is missing.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -232,6 +235,7 @@ PATRON_VERIFICATION = {
 PATRON_MINIMUM_AGE = env_int("MINIMUM_AGE", 18)
 PATRON_DEFAULT_PHONE_REGION = env_str("DEFAULT_PHONE_REGION", "CN")
 PATRON_KYC_MAX_IMAGE_BYTES = env_int("KYC_MAX_IMAGE_BYTES", 5 * 1024 * 1024)
+PATRON_KYC_MAX_IMAGE_PIXELS = env_int("KYC_MAX_IMAGE_PIXELS", 40_000_000)
 PATRON_KYC_CALLBACK_SECRET = env_str("KYC_CALLBACK_SECRET", SECRET_KEY)
 PATRON_KYC_CALLBACK_TOLERANCE_SECONDS = env_int("KYC_CALLBACK_TOLERANCE", 300)
 PATRON_QR_LOGIN_TTL_SECONDS = env_int("QR_LOGIN_TTL", 120)

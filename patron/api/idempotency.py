@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
@@ -58,7 +59,14 @@ class IdempotencyMiddleware:
         api_key = key_from_request(request)
         if api_key is None:
             return self.get_response(request)  # the API answers 401 itself
-        request_hash = _request_hash(request)
+        try:
+            request_hash = _request_hash(request)
+        except RequestDataTooBig:
+            # Reading the body to hash it is where Django enforces the upload limit; answer
+            # as the API would rather than letting the error escape as an HTML 400.
+            return problem_response(
+                413, "payload_too_large", "The request body is larger than the API accepts."
+            )
         try:
             with transaction.atomic():
                 record, created = IdempotencyRecord.objects.select_for_update().get_or_create(

@@ -21,6 +21,7 @@ from allauth.account.forms import LoginForm as AllauthLoginForm
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
+from allauth.usersessions.adapter import DefaultUserSessionsAdapter
 from django import forms
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -52,8 +53,8 @@ class AccountAdapter(DefaultAccountAdapter):
         try:
             # Before allauth's rate limit: a locked account hears that it is locked.
             signin.check_not_locked(identifier)
-        except signin.SignInRefused as refusal:
-            raise ValidationError(refusal.message, code=refusal.code) from None
+        except signin.SignInRefused as lock:
+            raise ValidationError(lock.message, code=lock.code) from None
         request._patron_signin_refusal = None  # type: ignore[attr-defined]
         user = super().authenticate(request, **credentials)  # rate limits, then the backend
         refusal = getattr(request, "_patron_signin_refusal", None)
@@ -123,6 +124,23 @@ class MFAAdapter(DefaultMFAAdapter):
 
     def send_notification_mail(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+class UserSessionsAdapter(DefaultUserSessionsAdapter):
+    """Ending sessions through allauth (its page, the headless DELETE) is audited too."""
+
+    def end_sessions(self, sessions: Any) -> None:
+        from allauth.core import context
+
+        request = getattr(context, "request", None)
+        by_user: dict[Any, list[int]] = {}
+        users: dict[Any, Any] = {}
+        for session in sessions:
+            by_user.setdefault(session.user_id, []).append(session.pk)
+            users[session.user_id] = session.user
+        for user_id, ids in by_user.items():
+            actor = Actor.user(getattr(request, "user", None)) if request else Actor.system()
+            signin.revoke_sessions(users[user_id], ids, actor=actor)
 
 
 # --- Audit of MFA changes ----------------------------------------------------------------------

@@ -38,9 +38,9 @@ from patron.core.exceptions import FieldError
 # Formats Pillow reports -> the content type we store and serve.
 ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
-# 40 megapixels is more than any phone camera takes of an ID card; far below Pillow's own
-# bomb limit (89 MP), which is global to the process and so not ours to lower.
-DEFAULT_MAX_PIXELS = 40_000_000
+# PATRON_KYC_MAX_IMAGE_PIXELS (default 40 MP) is more than any phone camera takes of an ID
+# card; far below Pillow's own bomb limit (89 MP), which is global to the process and so not
+# ours to lower.
 
 # JPEG quality for the re-encoding: visually lossless for reading an ID card.
 _JPEG_QUALITY = 90
@@ -69,7 +69,7 @@ def max_image_bytes() -> int:
 
 
 def max_image_pixels() -> int:
-    return int(getattr(settings, "PATRON_KYC_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
+    return int(settings.PATRON_KYC_MAX_IMAGE_PIXELS)
 
 
 def _refuse(field: str, code: str, message: str) -> ImageRefused:

@@ -31,7 +31,9 @@ def email_or_none(raw: str) -> str | None:
     local, domain = raw.split("@")
     if not local or "." not in domain:
         return None
-    return f"{local}@{domain.lower()}"
+    # Lower-case all of it: RFC 5321 allows a case-sensitive local part, but no mail provider
+    # members use treats Wang@ and wang@ as two people, and uniqueness must not either.
+    return f"{local.lower()}@{domain.lower()}"
 
 
 def credit_code(raw: str) -> str:

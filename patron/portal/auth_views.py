@@ -9,6 +9,8 @@ Each view calls one service; the services hold the rules.
 
 from __future__ import annotations
 
+from typing import cast
+
 import segno
 from allauth.core.internal import ratelimit
 from allauth.mfa.models import Authenticator
@@ -30,7 +32,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from patron.core.audit import Actor
 from patron.core.exceptions import PatronError
 from patron.members.auth_backend import BACKEND_PATH
-from patron.members.models import KnownDevice, Member, QrLoginToken
+from patron.members.models import KnownDevice, Member, QrLoginToken, User
 from patron.members.services import qr_login as qr_service
 from patron.members.services import signin
 
@@ -46,6 +48,11 @@ def _safe_next(request: HttpRequest, default: str) -> str:
     ):
         return target
     return default
+
+
+def _user(request: HttpRequest) -> User:
+    """The signed-in user (views behind login_required only)."""
+    return cast(User, request.user)
 
 
 def _user_agent(request: HttpRequest) -> str:
@@ -148,7 +155,7 @@ def qr_approve(request: HttpRequest, secret: str) -> HttpResponse:
     if state != QrLoginToken.Status.PENDING:
         failure = qr_service.explain(token)
         return _qr_failed(request, failure.message, failure.status)
-    is_member = Member.objects.filter(user=request.user).exists()
+    is_member = Member.objects.filter(user=_user(request)).exists()
     return render(
         request,
         "portal/qr_approve.html",
@@ -187,7 +194,7 @@ def security(request: HttpRequest) -> HttpResponse:
                 }
                 for s in sorted(sessions, key=lambda s: s.last_seen_at, reverse=True)
             ],
-            "devices": KnownDevice.objects.filter(user=user).count(),
+            "devices": KnownDevice.objects.filter(user=_user(request)).count(),
         },
     )
 
@@ -238,7 +245,7 @@ def _body(doc) -> str:  # type: ignore[no-untyped-def]
 @require_http_methods(["GET", "POST"])
 def consent_required(request: HttpRequest) -> HttpResponse:
     """The documents whose new versions the member must accept before going on."""
-    member = Member.objects.filter(user=request.user).first()
+    member = Member.objects.filter(user=_user(request)).first()
     if member is None:
         return redirect(settings.LOGIN_REDIRECT_URL)
     missing = signin.consent_gap(member)

@@ -71,6 +71,8 @@ def start(*, user_agent: str) -> NewQrToken:
     """A new single-use token for the browser that wants to be signed in."""
     secret = ids.random_token(32)
     now = clock.now()
+    # Abandoned codes are worthless once expired; drop old ones so the table stays small.
+    QrLoginToken.objects.filter(expires_at__lt=now - dt.timedelta(days=1)).delete()
     token = QrLoginToken.objects.create(
         digest=token_digest(secret),
         requester_agent=device_summary(user_agent)[:200],
@@ -153,16 +155,17 @@ def consume(*, token_id: int, user_agent: str) -> User:
     parallel consumes exactly one changes a row, the other sees 0 and is refused.
     """
     now = clock.now()
+    user: User | None = None
+    failure: PatronError | None = None
     with transaction.atomic():
         updated = QrLoginToken.objects.filter(
             pk=token_id, status=Status.APPROVED, expires_at__gt=now
         ).update(status=Status.CONSUMED, consumed_at=now)
         token = QrLoginToken.objects.select_related("approved_by").filter(pk=token_id).first()
-        if updated != 1 or token is None:
-            failure: PatronError | None = explain(token)
+        if updated != 1 or token is None or token.approved_by is None:
+            failure = explain(token)
         else:
             user = token.approved_by
-            assert user is not None  # an approved token always names its approver
             failure = account_refusal(user)
             if failure is None:
                 audit.record(
@@ -181,8 +184,9 @@ def consume(*, token_id: int, user_agent: str) -> User:
                         dedupe_key=f"qr_login_approved:{token.pk}",
                     )
             else:
+                # The approver was frozen meanwhile: the token stays unused, nothing changes.
                 transaction.set_rollback(True)
-    if failure is not None:
-        raise failure
+    if failure is not None or user is None:
+        raise failure or explain(None)
     record_sign_in(user, user_agent=user_agent, method="qr")
     return user

@@ -124,11 +124,10 @@ def verify_password(identifier: str, password: str) -> User:
     if until is not None:
         raise _locked(until)
     if not user.check_password(password):
-        refusal = _count_failure(user)
-        raise refusal
-    refusal = account_refusal(user)
-    if refusal is not None:
-        raise refusal
+        raise _count_failure(user)
+    state_refusal = account_refusal(user)
+    if state_refusal is not None:
+        raise state_refusal
     if user.failed_sign_ins or user.locked_until:
         User.objects.filter(pk=user.pk).update(failed_sign_ins=0, locked_until=None)
         user.failed_sign_ins, user.locked_until = 0, None

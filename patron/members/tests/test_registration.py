@@ -54,8 +54,8 @@ def test_reg_1_individual_is_registered_pending_with_consents_and_phone_code():
     assert member.kind == "individual"
     assert member.phone == "+8613800138000"
     assert member.phone_index == blind_index("+8613800138000", "phone")
-    assert member.email == "Wang@example.com"
-    assert member.email_index == blind_index("Wang@example.com", "email")
+    assert member.email == "wang@example.com"  # normalised: lookups ignore case
+    assert member.email_index == blind_index("wang@example.com", "email")
     assert member.birth_date == "2000-01-01"
     assert member.name == "王小明"
     assert member.user.check_password("violet tiger lantern")
@@ -228,6 +228,12 @@ def test_reg_2_duplicate_phone_in_another_format_is_a_409():
     register(individual(phone="+86 139-0000-0999"))
     error = _refused(individual(phone="13900000999"), Conflict)
     assert error.code == "phone_taken"
+
+
+def test_reg_2_duplicate_email_in_another_case_is_a_409():
+    register(individual(email="Wang.Li@Example.com"))
+    error = _refused(individual(email="wang.li@example.COM"), Conflict)
+    assert error.code == "email_taken"
 
 
 def test_reg_1_duplicate_credit_code_is_a_409():

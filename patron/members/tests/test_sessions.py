@@ -147,3 +147,26 @@ def test_auth_5_new_device_is_noticed_once():
     signed_in("newdevice", PHONE)
     headless_login(Client(HTTP_USER_AGENT=PHONE), "newdevice")
     assert (OutboxMessage.objects.count(), AuditEvent.objects.count()) == before
+
+
+def test_auth_5_app_revokes_a_session_through_the_headless_api():
+    member = make_member(username="apprevoke")
+    laptop = signed_in("apprevoke", LAPTOP)
+    laptop_session = UserSession.objects.get(session_key=laptop.session.session_key)
+    token = session_token(headless_login(Client(HTTP_USER_AGENT=PHONE), "apprevoke"))
+
+    response = Client().delete(
+        "/api/auth/app/v1/auth/sessions",
+        {"sessions": [laptop_session.pk]},
+        content_type="application/json",
+        HTTP_X_SESSION_TOKEN=token,
+    )
+
+    assert response.status_code == 200
+    assert laptop.get("/security/").status_code == 302
+    event = AuditEvent.objects.get(action="user.sessions_revoked")
+    assert (event.subject_id, event.actor_id, event.details) == (
+        str(member.user.pk),
+        str(member.user.pk),
+        {"sessions": [laptop_session.pk]},
+    )
