@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Test processes; one per core on the 2-core machines this runs on.
+TEST_WORKERS ?= 2
 export PATRON_DEBUG ?= 1
 
 .PHONY: setup run test test-sqlite test-postgres e2e lint format bench migrations clean
@@ -29,10 +31,10 @@ test: test-sqlite
 	fi
 
 test-sqlite: setup
-	PATRON_TESTING=1 PATRON_TEST_DATABASE_URL= $(BIN)/pytest -m "not e2e" -q
+	PATRON_TESTING=1 PATRON_TEST_DATABASE_URL= $(BIN)/pytest -m "not e2e" -q -n $(TEST_WORKERS)
 
 test-postgres: setup
-	PATRON_TESTING=1 $(BIN)/pytest -m "not e2e" -q --create-db
+	PATRON_TESTING=1 $(BIN)/pytest -m "not e2e" -q -n $(TEST_WORKERS) --create-db
 
 e2e: setup
 	@command -v /usr/bin/chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

@@ -95,6 +95,10 @@ def set_password(user: User, raw: str, *, actor: Actor, check: bool = True) -> U
     if check:
         check_policy(raw, user)
     is_new = user.pk is None
+    if not is_new and user.has_usable_password():
+        # A password set elsewhere (registration, createsuperuser) may not be in the history
+        # yet: keep it before replacing it, so it cannot come straight back.
+        _remember_hash(user, user.password)
     user.set_password(raw)
     user.password_changed_at = clock.now()
     user.failed_sign_ins = 0
@@ -109,7 +113,13 @@ def set_password(user: User, raw: str, *, actor: Actor, check: bool = True) -> U
 
 def remember(user: User) -> None:
     """Append the user's current hash to the history and drop what is older than needed."""
-    PasswordHistory.objects.create(user=user, password=user.password, created_at=clock.now())
+    _remember_hash(user, user.password)
+
+
+def _remember_hash(user: User, encoded: str) -> None:
+    if PasswordHistory.objects.filter(user=user, password=encoded).exists():
+        return
+    PasswordHistory.objects.create(user=user, password=encoded, created_at=clock.now())
     keep = list(
         PasswordHistory.objects.filter(user=user)
         .order_by("-created_at", "-id")
