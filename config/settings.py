@@ -199,6 +199,25 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# --- Cache ---------------------------------------------------------------------------
+# allauth's rate limits and TOTP replay guard live in the cache, so every server process must
+# share one: files under var/ on a single node (no extra service), Redis beyond it.
+_cache_url = env_str("CACHE_URL")
+if _cache_url:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 # --- Tasks ---------------------------------------------------------------------------
 TASKS = {
     "default": {
@@ -262,6 +281,7 @@ LOGGING = {
 }
 
 if TESTING:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     PASSWORD_HASHERS = ["patron.core.hashers.PatronArgon2PasswordHasher"]
     TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
     EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

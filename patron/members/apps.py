@@ -6,4 +6,5 @@ class MembersConfig(AppConfig):
     label = "members"
 
     def ready(self) -> None:
-        from patron.members import signals  # noqa: F401  (roles after migrate)
+        # Roles after migrate; the adapters' receivers audit MFA changes (AUTH-3).
+        from patron.members import allauth_adapter, signals  # noqa: F401

@@ -19,9 +19,6 @@ from allauth.mfa.models import Authenticator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 
-# Importing the adapters here connects their MFA audit receivers when the middleware
-# chain is built, before any request can add or remove an authenticator.
-from patron.members import allauth_adapter  # noqa: F401
 from patron.members.models import Member
 from patron.members.services import passwords as password_service
 from patron.members.services import signin

@@ -33,8 +33,8 @@ from patron.core.audit import Actor
 from patron.core.exceptions import PatronError
 from patron.members.auth_backend import BACKEND_PATH
 from patron.members.models import KnownDevice, Member, QrLoginToken, User
+from patron.members.services import consents, signin
 from patron.members.services import qr_login as qr_service
-from patron.members.services import signin
 
 SESSION_QR_TOKEN = "patron_qr_login_token"  # noqa: S105  (a session key name)
 # Each QR page makes a token row: cap how fast one address can ask for them.
@@ -258,8 +258,11 @@ def consent_required(request: HttpRequest) -> HttpResponse:
         wanted = {f"{doc.kind}@{doc.version}" for doc in missing}
         if accepted >= wanted:
             try:
-                signin.accept_documents(
-                    member, missing, actor=Actor.user(request.user), channel="portal"
+                consents.accept_current(
+                    member=member,
+                    documents=missing,
+                    actor=Actor.user(request.user),
+                    channel="portal",
                 )
             except PatronError as exc:
                 error = exc.message

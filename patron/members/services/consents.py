@@ -68,8 +68,18 @@ def record_consent(
     return consent
 
 
-def accept_current(*, member: Member, channel: str, actor: audit.Actor) -> list[Consent]:
-    """Accept every current required document the member is missing (the sign-in gate)."""
+def accept_current(
+    *,
+    member: Member,
+    channel: str,
+    actor: audit.Actor,
+    documents: list[ConsentDocument] | None = None,
+) -> list[Consent]:
+    """Accept, all or none, the current required documents the member is missing.
+
+    ``documents`` names exactly the versions a page showed the member (the sign-in gate), so
+    a version published between showing and answering is refused, not silently accepted.
+    """
     with transaction.atomic():
         return [
             record_consent(
@@ -80,5 +90,5 @@ def accept_current(*, member: Member, channel: str, actor: audit.Actor) -> list[
                 channel=channel,
                 actor=actor,
             )
-            for doc in selectors.missing_consents(member)
+            for doc in (selectors.missing_consents(member) if documents is None else documents)
         ]

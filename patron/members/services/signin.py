@@ -273,24 +273,3 @@ def revoke_sessions(user: User, session_ids: list[int], *, actor: Actor) -> list
 def consent_gap(member: Member) -> list[ConsentDocument]:
     """Current required documents the member has not accepted (the PRIV-9 gate)."""
     return list(selectors.missing_consents(member))
-
-
-def accept_documents(
-    member: Member, documents: list[ConsentDocument], *, actor: Actor, channel: str
-) -> None:
-    """Record acceptance of each document, all or none (the consent interstitial's answer).
-
-    Each grant goes through the consent service (current-version check, audit).
-    """
-    from patron.members.services.consents import record_consent
-
-    with transaction.atomic():
-        for doc in documents:
-            record_consent(
-                member=member,
-                document=doc.kind,
-                version=doc.version,
-                granted=True,
-                channel=channel,
-                actor=actor,
-            )
