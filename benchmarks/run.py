@@ -407,6 +407,56 @@ def render(
     return "\n".join(out).rstrip() + "\n"
 
 
+_PARTS = [
+    ("argon2", "argon2id verification"),
+    (
+        "cache",
+        "Django cache operations (allauth rate limits: `login`, `login_failed` per IP "
+        "and per account)",
+    ),
+    ("sql", "SQL statements (driver and database)"),
+    (
+        "usersessions",
+        "allauth `usersessions` bookkeeping at sign-in, besides its SQL (checks each live "
+        "session of the member, records the new one)",
+    ),
+    (
+        "record_sign_in",
+        "Patron `record_sign_in` (known device, last sign-in), besides SQL and cache",
+    ),
+]
+
+
+def _breakdown(profile: dict) -> list[list[str]]:
+    parts = profile.get("parts", {})
+    rows = []
+    for key, label in _PARTS:
+        part = parts.get(key, {"calls": 0, "cpu_ms": 0.0, "wall_ms": 0.0})
+        rows.append(
+            [label, f"{part['calls']:g}", f"{part['cpu_ms']:.1f}", f"{part['wall_ms']:.1f}"]
+        )
+    cpu_rest = profile["cpu_ms_per_sign_in"] - sum(p["cpu_ms"] for p in parts.values())
+    wall_rest = profile["wall_ms_per_sign_in"] - sum(p["wall_ms"] for p in parts.values())
+    rows.append(
+        [
+            "everything else: Django request handling and middleware, allauth's login flow, "
+            "session creation, the JSON answer",
+            "",
+            f"{cpu_rest:.1f}",
+            f"{wall_rest:.1f}",
+        ]
+    )
+    rows.append(
+        [
+            "**total per sign-in**",
+            "",
+            f"**{profile['cpu_ms_per_sign_in']:.1f}**",
+            f"**{profile['wall_ms_per_sign_in']:.1f}**",
+        ]
+    )
+    return rows
+
+
 def _noise_warning(hash_rate: hashrate.HashRate, runs: dict[str, dict], facts: dict) -> list[str]:
     """Say so when other work on the machine visibly moved the argon2 ceiling mid-run."""
     rates = [hash_rate.per_second] + [
@@ -484,7 +534,12 @@ def _details(run: dict, hash_rate: hashrate.HashRate) -> list[str]:
             f"sign-ins of known members (statuses {profile['statuses']}): "
             f"**{wall:.1f} ms** per sign-in, of which {argon2_ms:.1f} ms inside argon2 "
             f"(clocked around each verification), so **{wall - argon2_ms:.1f} ms** "
-            f"({(wall - argon2_ms) / wall:.0%}) is everything else; "
+            f"({(wall - argon2_ms) / wall:.0%}) is everything else. In CPU time of the "
+            f"process (not stretched by other work on the machine; the PostgreSQL server's "
+            f"own CPU is not in it): {profile['cpu_ms_per_sign_in']:.1f} ms per sign-in, "
+            f"{profile['argon2_cpu_ms_per_sign_in']:.1f} ms of it in argon2, so "
+            f"**{profile['cpu_ms_per_sign_in'] - profile['argon2_cpu_ms_per_sign_in']:.1f} ms "
+            "of CPU besides argon2**; "
             f"{profile['queries_per_sign_in']:.1f} SQL statements per sign-in. Each of these "
             f"members held {max(0.0, profile.get('sessions_per_member', 1) - 1):.1f} earlier "
             "session(s) when signing in.",
@@ -494,6 +549,11 @@ def _details(run: dict, hash_rate: hashrate.HashRate) -> list[str]:
             "SQL statements and milliseconds of the 1st, 2nd, ... sign-in: "
             + ", ".join(f"{g['queries']} ({g['ms']:.0f} ms)" for g in profile.get("growth", []))
             + ".",
+            "",
+            "Per sign-in, clocked around the calls themselves (exclusive: SQL run inside the "
+            "session bookkeeping counts as SQL):",
+            "",
+            _table(["Part", "Calls", "CPU ms", "Wall ms"], _breakdown(profile)),
             "",
             "SQL statements per sign-in:",
             "",

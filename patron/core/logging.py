@@ -15,11 +15,16 @@ from datetime import UTC, datetime
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
+# Numbers count only when they stand alone: a run of digits inside a UUID or a hex digest
+# (an id we want in the logs) is not a card or phone number.
+_ALONE_BEFORE = r"(?<![\w-])"
+_ALONE_AFTER = r"(?![\w-])"
+# Phones before long numbers, so "+8613812345678" reads as a phone.
 _SCRUBBERS = [
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
-    (re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)"), "[id-number]"),
-    (re.compile(r"(?<!\d)(?:\d[ -]?){13,19}(?!\d)"), "[number]"),
-    (re.compile(r"\+?\d{0,3}1[3-9]\d{9}(?!\d)"), "[phone]"),
+    (re.compile(_ALONE_BEFORE + r"\d{17}[\dXx]" + _ALONE_AFTER), "[id-number]"),
+    (re.compile(r"(?<![\w-])\+?\d{0,3}1[3-9]\d{9}" + _ALONE_AFTER), "[phone]"),
+    (re.compile(_ALONE_BEFORE + r"\d(?:[ -]?\d){12,18}" + _ALONE_AFTER), "[number]"),
 ]
 
 
