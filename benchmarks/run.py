@@ -189,7 +189,10 @@ def bench_database(target: server.Target, options: argparse.Namespace, cores: in
 
     concurrency = cores * 4
     run_id = secrets.token_hex(2)
-    profile_reserve = 2 * options.profile_sign_ins + 12  # see profile_signin.py
+    # Members the HTTP steady state leaves alone, for the in-process profile (see
+    # profile_signin.py) and its runs with other cache backends.
+    variant_count = max(5, options.profile_sign_ins // 2)
+    profile_reserve = 2 * options.profile_sign_ins + 12 + 3 * variant_count
     with server.gunicorn(env, cores, target.var_dir / "gunicorn.log") as port:
         results["server"] = {"workers": cores, "concurrency": concurrency}
         # The ceiling again, right before the sign-ins and with the server idle: a machine
@@ -233,10 +236,77 @@ def bench_database(target: server.Target, options: argparse.Namespace, cores: in
         except Exception as exc:
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
             log(f"  failed: {results[name]['error'][:500]}")
+    results["cache_variants"] = cache_variants(
+        env, data_path, target, variant_count, skip=2 * options.profile_sign_ins + 12
+    )
     if "selector" in results.get("lookup_selector", {}):
         sel = results["lookup_selector"]["selector"]
         log(f"  selector p50 {sel['p50_ms']:.3f} ms, p99 {sel['p99_ms']:.3f} ms")
     return results
+
+
+def _redis_reachable() -> bool:
+    import socket
+
+    try:
+        import redis  # noqa: F401  (Django's Redis cache needs the client library)
+    except ImportError:
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def cache_variants(
+    env: dict[str, str], data_path: Path, target: server.Target, count: int, skip: int
+) -> list[dict]:
+    """The sign-in breakdown again with other cache backends: what the shared cache costs."""
+    variants = [
+        (
+            "per-process memory (LocMemCache: the floor, not shared)",
+            {"PATRON_BENCH_CACHE": "locmem"},
+        )
+    ]
+    db_cache = {"PATRON_BENCH_CACHE": "db"}
+    try:
+        server.manage({**env, **db_cache}, "createcachetable")
+        variants.append(("the database (DatabaseCache, same database)", db_cache))
+    except Exception as exc:
+        log(f"  no database cache table: {exc}")
+    if _redis_reachable():
+        variants.append(
+            (
+                "Redis on 127.0.0.1:6379 (PATRON_CACHE_URL)",
+                {
+                    "PATRON_CACHE_URL": "redis://127.0.0.1:6379/0",
+                    "PATRON_BENCH_CACHE_PREFIX": f"patron-bench-{secrets.token_hex(4)}",
+                },
+            )
+        )
+    found = []
+    for number, (label, extra) in enumerate(variants):
+        out = target.var_dir / f"cache_variant_{number}.json"
+        log(f"{target.label}: sign-in breakdown with {label}")
+        try:
+            server.python_module(
+                {**env, **extra},
+                "benchmarks.profile_signin",
+                "--data",
+                str(data_path),
+                "--out",
+                str(out),
+                "--breakdown-only",
+                "--count",
+                str(count),
+                "--skip",
+                str(skip + number * count),
+            )
+            found.append({"label": label, **json.loads(out.read_text())})
+        except Exception as exc:
+            found.append({"label": label, "error": f"{type(exc).__name__}: {str(exc)[-500:]}"})
+    return found
 
 
 # --- Report ------------------------------------------------------------------------------
@@ -457,6 +527,40 @@ def _breakdown(profile: dict) -> list[list[str]]:
     return rows
 
 
+def _cache_table(profile: dict, variants: list[dict]) -> list[str]:
+    """The same breakdown with the configured cache and with the alternatives."""
+    rows = []
+    for label, figures in [
+        (f"as configured (`{profile.get('cache_backend', '?')}`)", profile),
+        *[(v["label"], v) for v in variants],
+    ]:
+        if "error" in figures:
+            rows.append([label, "failed", "", "", figures["error"][:200]])
+            continue
+        parts = figures["parts"]
+        cpu = figures["cpu_ms_per_sign_in"]
+        rows.append(
+            [
+                label,
+                f"{parts['cache']['calls']:g}",
+                f"{parts['cache']['cpu_ms']:.1f}",
+                f"{cpu - parts['argon2']['cpu_ms']:.1f}",
+                f"{parts['argon2']['cpu_ms'] / cpu:.0%}",
+            ]
+        )
+    return [
+        "The same sign-ins with other cache backends (in-process, CPU ms per sign-in; the "
+        "last column is argon2's share of a sign-in's CPU, which bounds sign-ins/s as a "
+        "share of the argon2 rate):",
+        "",
+        _table(
+            ["Cache", "Cache ops", "Cache CPU ms", "CPU ms besides argon2", "argon2 share"],
+            rows,
+        ),
+        "",
+    ]
+
+
 def _noise_warning(hash_rate: hashrate.HashRate, runs: dict[str, dict], facts: dict) -> list[str]:
     """Say so when other work on the machine visibly moved the argon2 ceiling mid-run."""
     rates = [hash_rate.per_second] + [
@@ -555,6 +659,7 @@ def _details(run: dict, hash_rate: hashrate.HashRate) -> list[str]:
             "",
             _table(["Part", "Calls", "CPU ms", "Wall ms"], _breakdown(profile)),
             "",
+            *_cache_table(profile, run.get("cache_variants", [])),
             "SQL statements per sign-in:",
             "",
             _table(
@@ -570,7 +675,8 @@ def _details(run: dict, hash_rate: hashrate.HashRate) -> list[str]:
                 [[k, f"{v:.2f}"] for k, v in profile["profile_ms_per_sign_in"].items()],
             ),
             "",
-            "Costliest Patron / allauth / contrib functions (cumulative, per sign-in):",
+            "Costliest Patron / allauth / contrib functions besides the path to argon2 "
+            "(cumulative under cProfile, per sign-in):",
             "",
             _table(
                 ["Function", "cumulative ms", "own ms"],
