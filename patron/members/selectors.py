@@ -14,32 +14,33 @@ from patron.members.models import Consent, ConsentDocument, Member, User
 _NUMBER = re.compile(r"[0-9]{12}")
 
 
+def _unique(**lookup: str) -> Member | None:
+    """The member matching one unique column, or None.
+
+    Sliced rather than ``.first()``: the column is unique, so the ORDER BY that ``first()``
+    adds is pure cost (its compilation is a measurable share of an API lookup).
+    """
+    return next(iter(Member.objects.select_related("user").filter(**lookup)[:1]), None)
+
+
 def member_by_number(number: str) -> Member | None:
     if not _NUMBER.fullmatch(number or ""):
         return None  # not a member number: no query (and no NUL reaches the database)
-    return Member.objects.select_related("user").filter(number=number).first()
+    return _unique(number=number)
 
 
 def member_by_phone(phone: str) -> Member | None:
     normalized = normalize.phone_or_none(phone)
     if normalized is None:
         return None
-    return (
-        Member.objects.select_related("user")
-        .filter(phone_index=blind_index(normalized, "phone"))
-        .first()
-    )
+    return _unique(phone_index=blind_index(normalized, "phone"))
 
 
 def member_by_email(email: str) -> Member | None:
     normalized = normalize.email_or_none(email)
     if normalized is None:
         return None
-    return (
-        Member.objects.select_related("user")
-        .filter(email_index=blind_index(normalized, "email"))
-        .first()
-    )
+    return _unique(email_index=blind_index(normalized, "email"))
 
 
 def credit_code_key(code: str) -> str:
@@ -48,11 +49,7 @@ def credit_code_key(code: str) -> str:
 
 
 def member_by_credit_code(code: str) -> Member | None:
-    return (
-        Member.objects.select_related("user")
-        .filter(credit_code_index=blind_index(credit_code_key(code), "credit_code"))
-        .first()
-    )
+    return _unique(credit_code_index=blind_index(credit_code_key(code), "credit_code"))
 
 
 def user_by_identifier(identifier: str) -> User | None:
