@@ -201,7 +201,9 @@ WHITENOISE_USE_FINDERS = True
 
 # --- Cache ---------------------------------------------------------------------------
 # allauth's rate limits and TOTP replay guard live in the cache, so every server process must
-# share one: files under var/ on a single node (no extra service), Redis beyond it.
+# share one. One node: a database table (created by every `migrate`), which drops expired
+# entries before it culls anything, unlike the file cache, which deletes live rate-limit
+# counters at random once full. Beyond one node: Redis.
 _cache_url = env_str("CACHE_URL")
 if _cache_url:
     CACHES = {
@@ -213,8 +215,9 @@ if _cache_url:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(VAR_DIR / "cache"),
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "patron_cache",
+            "OPTIONS": {"MAX_ENTRIES": env_int("CACHE_MAX_ENTRIES", 200_000)},
         }
     }
 
