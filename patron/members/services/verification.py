@@ -113,6 +113,18 @@ def _check_throttles(member: Member, channel: str, index: str, ip_index: str) ->
             )
 
 
+def _current_address(member: Member, channel: str) -> str:
+    """The phone or email on file for ``channel``; refused when the member has none."""
+    address = member.phone if channel == Channel.PHONE else member.email
+    if not address:
+        raise refuse(
+            channel,
+            "no_address",
+            _("The member has no %(channel)s to verify.") % {"channel": channel},
+        )
+    return address
+
+
 def send_code(
     *,
     member: Member,
@@ -131,13 +143,7 @@ def send_code(
     if target is not None and target.strip():
         address = _normalize_target(channel, target)
     else:
-        address = member.phone if channel == Channel.PHONE else member.email
-        if not address:
-            raise refuse(
-                channel,
-                "no_address",
-                _("The member has no %(channel)s to verify.") % {"channel": channel},
-            )
+        address = _current_address(member, channel)
     index = target_key(channel, address)
     ip_index = blind_index(ip, "ip") if ip else ""
     code = new_code()
@@ -293,13 +299,7 @@ def mark_verified(*, member: Member, channel: str, actor: audit.Actor) -> Member
     _check_channel(channel)
     with transaction.atomic():
         member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
-        address = member.phone if channel == Channel.PHONE else member.email
-        if not address:
-            raise refuse(
-                channel,
-                "no_address",
-                _("The member has no %(channel)s to verify.") % {"channel": channel},
-            )
+        _current_address(member, channel)  # refuses when there is nothing to verify
         if member.status == Member.Status.CANCELLED:
             raise _cancelled()
         now = clock.now()
