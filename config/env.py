@@ -86,6 +86,8 @@ def sqlite_database(path: Path) -> dict:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
+        # Persistent connections, as on PostgreSQL: a new one per request re-runs the PRAGMAs.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
         "OPTIONS": {
             # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of
             # failing with "database is locked" halfway through a transaction.
