@@ -131,6 +131,9 @@ PATRON_LOCKOUT = {
     "MAX_FAILURES": env_int("LOCKOUT_FAILURES", 5),
     "MINUTES": env_int("LOCKOUT_MINUTES", 15),
 }
+# Signed-in sessions a user may hold at once; a new sign-in ends the least recently seen
+# beyond it (and keeps allauth's per-sign-in check of every live session bounded).
+PATRON_MAX_SESSIONS = env_int("MAX_SESSIONS", 10)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "portal:home"
 

@@ -23,6 +23,7 @@ from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
 from allauth.usersessions.adapter import DefaultUserSessionsAdapter
 from django import forms
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -63,6 +64,8 @@ class AccountAdapter(DefaultAccountAdapter):
         return user
 
     def post_login(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any) -> Any:
+        # Before allauth records this session: it checks every live one of the user.
+        signin.trim_sessions(user, keep=settings.PATRON_MAX_SESSIONS - 1)  # type: ignore[arg-type]
         response = super().post_login(request, user, **kwargs)
         signin.record_sign_in(
             user,  # type: ignore[arg-type]

@@ -267,6 +267,22 @@ def revoke_sessions(user: User, session_ids: list[int], *, actor: Actor) -> list
     return [key for _pk, key in ended]
 
 
+def trim_sessions(user: User, *, keep: int) -> list[str]:
+    """End the user's least recently seen sessions beyond ``keep`` (AUTH-5).
+
+    Called just before a sign-in adds a session, so a user holds at most
+    ``PATRON_MAX_SESSIONS``. Besides limiting what a stolen password can keep open, it
+    bounds allauth's sign-in bookkeeping, which re-checks every live session of the user
+    (three queries each): without a cap, sign-in cost grows with every session never ended.
+    """
+    extra = list(
+        UserSession.objects.filter(user=user)
+        .order_by("-last_seen_at", "-pk")
+        .values_list("pk", flat=True)[max(keep, 0) :]
+    )
+    return revoke_sessions(user, extra, actor=Actor.system()) if extra else []
+
+
 # --- Consents (PRIV-9) -----------------------------------------------------------------------
 
 

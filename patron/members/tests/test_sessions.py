@@ -170,3 +170,34 @@ def test_auth_5_app_revokes_a_session_through_the_headless_api():
         str(member.user.pk),
         {"sessions": [laptop_session.pk]},
     )
+
+
+# --- the cap on signed-in sessions ----------------------------------------------------------
+
+
+def test_auth_5_sign_in_beyond_the_cap_ends_the_least_recently_seen_session(settings):
+    settings.PATRON_MAX_SESSIONS = 3
+    make_member(username="capped")
+    clients = []
+    for _ in range(3):
+        clients.append(signed_in("capped"))
+    assert UserSession.objects.filter(user__username="capped").count() == 3
+    # The first browser is used again, so the second is now the least recently seen.
+    UserSession.objects.filter(session_key=clients[0].session.session_key).update(
+        last_seen_at=UserSession.objects.order_by("-last_seen_at").first().last_seen_at
+    )
+    revoked_before = AuditEvent.objects.filter(action="user.sessions_revoked").count()
+
+    clients.append(signed_in("capped"))
+
+    assert UserSession.objects.filter(user__username="capped").count() == 3
+    assert [is_signed_in(client) for client in clients] == [True, False, True, True]
+    assert AuditEvent.objects.filter(action="user.sessions_revoked").count() == revoked_before + 1
+
+
+def test_auth_5_sign_ins_within_the_cap_end_nothing(settings):
+    settings.PATRON_MAX_SESSIONS = 3
+    make_member(username="uncapped")
+    clients = [signed_in("uncapped") for _ in range(3)]
+    assert all(is_signed_in(client) for client in clients)
+    assert not AuditEvent.objects.filter(action="user.sessions_revoked").exists()
