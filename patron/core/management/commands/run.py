@@ -27,17 +27,18 @@ class Command(BaseCommand):
             subprocess.Popen([*patron, "worker"]),
         ]
         self.stdout.write(f"Patron on http://{options['host']}:{options['port']}/ (Ctrl-C stops)")
+        self.stdout.flush()
+        # Block the signals we wait for and sleep in sigwaitinfo until one arrives: Ctrl-C,
+        # SIGTERM, or SIGCHLD when a child exits. Blocked after the children start, so they
+        # keep default handling; a child that died before the block is caught by poll().
+        watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+        signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         stopping = False
-
-        def stop(signum, frame):  # type: ignore[no-untyped-def]
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
         try:
-            while not stopping and all(child.poll() is None for child in children):
-                time.sleep(0.2)
+            while all(child.poll() is None for child in children):
+                if signal.sigwaitinfo(watched).si_signo != signal.SIGCHLD:
+                    stopping = True
+                    break
         finally:
             for child in children:
                 if child.poll() is None:
