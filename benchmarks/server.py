@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -177,7 +178,9 @@ def gunicorn(env: dict[str, str], workers: int, log_path: Path) -> Iterator[int]
             while not _ready(port):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn did not become ready; see {log_path}")
-                time.sleep(0.3)
+                # Wait on the process, not the clock: returns at once if gunicorn dies.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.3)
             yield port
         finally:
             if process.poll() is None:
