@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "patron.core",
     "patron.members",
     "patron.notify",
+    "patron.loyalty",
     "patron.api",
     "patron.portal",
     "patron.console",
