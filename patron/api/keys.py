@@ -20,6 +20,11 @@ SCOPES = {
     "members:status": "Freeze, unfreeze and cancel members",
     "members:payment": "Bind payment-method tokens",
     "kyc:callback": "Report third-party identity results",
+    "orders:write": "Send order states and activities (earns and claws back points)",
+    "loyalty:read": "Read points, tiers, benefits, quotes, rewards and coupons",
+    "rewards:redeem": "Redeem rewards, cancel redemptions, use coupons",
+    "points:adjust": "Adjust points and extend expiry (staff tools)",
+    "reports:read": "Read reports such as the points liability",
 }
 
 

@@ -166,6 +166,9 @@ class Lot(models.Model):
     available_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     extended_months = models.PositiveSmallIntegerField(default=0)
+    # Points of this lot taken back by refunds (from ``remaining`` or, when already spent,
+    # as debt). ``amount - clawed`` is what the lot is still worth to its order.
+    clawed = models.BigIntegerField(default=0)
     # The rule that earned it: {"version", "tier", "rate", "multiplier", ...}.
     rule = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ninja import Router
 
-from patron.api.routers import consent_documents, me, members
+from patron.api.routers import consent_documents, me, members, orders, points, reports, rewards
 from patron.api.routers import kyc as kyc_router
 
 ROUTERS: list[tuple[str, Router]] = [
@@ -12,4 +12,8 @@ ROUTERS: list[tuple[str, Router]] = [
     ("", consent_documents.router),
     ("", me.router),
     ("", kyc_router.router),
+    ("", orders.router),
+    ("", points.router),
+    ("", rewards.router),
+    ("", reports.router),
 ]

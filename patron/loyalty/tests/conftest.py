@@ -1,0 +1,1 @@
+from patron.loyalty.tests.helpers import _fresh_rules  # noqa: F401 - autouse fixture
