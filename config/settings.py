@@ -249,6 +249,7 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Patron <no-reply@patron.local>")
 PATRON_OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 6)
+PATRON_WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT", 10)
 
 # --- Domain --------------------------------------------------------------------------
 PATRON_VERIFICATION = {

@@ -28,3 +28,15 @@ urlpatterns += [
     path("kyc/<int:pk>/image/<str:side>/", kyc_views.image, name="kyc_image"),
     path("kyc/member/<str:number>/", kyc_views.member_history, name="kyc_member_history"),
 ]
+
+# --- platform webhooks (NOTE-2) ------------------------------------------------------------
+from patron.console import webhook_views  # noqa: E402
+
+urlpatterns += [
+    path("webhooks/", webhook_views.webhooks_page, name="webhooks"),
+    path("webhooks/<int:pk>/", webhook_views.webhook_detail, name="webhook"),
+    path(
+        "webhooks/<int:pk>/deactivate/", webhook_views.webhook_deactivate, name="webhook_deactivate"
+    ),
+    path("webhooks/<int:pk>/test/", webhook_views.webhook_test, name="webhook_test"),
+]

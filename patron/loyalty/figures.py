@@ -14,6 +14,7 @@ A test (``test_figures``) holds the Python and SQL forms to the same answers.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -134,3 +135,26 @@ def tier_rank_case_sql(rules: Rules, column: str) -> tuple[str, list]:
     for tier in rules.tiers:
         params += [tier.code, tier.rank]
     return f"CASE {column} {whens} ELSE 0 END", params
+
+
+def next_evaluation(at: dt.datetime, rules: Rules) -> dt.datetime:
+    """The next periodic evaluation after ``at``: midnight, program time zone, on the first
+    day of the next evaluation month (default Jan/Apr/Jul/Oct)."""
+    tz = zoneinfo.ZoneInfo(rules.time_zone)
+    local = at.astimezone(tz)
+    for months_ahead in range(1, 13):
+        day = add_months(local.date().replace(day=1), months_ahead)
+        if day.month in rules.evaluation_months:
+            return dt.datetime.combine(day, dt.time(), tzinfo=tz)
+    raise ValueError("the rules name no evaluation month")
+
+
+def last_evaluation(at: dt.datetime, rules: Rules) -> dt.datetime:
+    """The most recent evaluation at or before ``at``."""
+    tz = zoneinfo.ZoneInfo(rules.time_zone)
+    local = at.astimezone(tz)
+    for months_back in range(0, 13):
+        day = add_months(local.date().replace(day=1), -months_back)
+        if day.month in rules.evaluation_months:
+            return dt.datetime.combine(day, dt.time(), tzinfo=tz)
+    raise ValueError("the rules name no evaluation month")

@@ -38,6 +38,7 @@ ROLES: dict[str, list[str]] = {
         "api.manage_api_keys",
         "api.view_apikey",
         "core.view_auditevent",
+        "notify.manage_webhooks",
     ],
 }
 

@@ -7,9 +7,11 @@ operators read). The outbox service decides about retries; channels never retry.
 
 from __future__ import annotations
 
+import http.client
 import json
 import smtplib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -17,10 +19,15 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 
 from patron.core import clock
+from patron.notify import webhooks
 
 
 class DeliveryFailed(Exception):
     """A delivery attempt failed; worth retrying later. The message is safe to store."""
+
+
+class DeliveryAbandoned(DeliveryFailed):
+    """A failure no retry can fix (the webhook endpoint is gone): the message dies at once."""
 
 
 # --- SMS ------------------------------------------------------------------------------
@@ -102,3 +109,51 @@ def send_email(*, to: str, subject: str, body: str) -> None:
         raise DeliveryFailed(f"email not accepted ({type(exc).__name__})") from None
     if sent != 1:
         raise DeliveryFailed("email backend sent nothing")
+
+
+# --- Platform webhooks (NOTE-2) -------------------------------------------------------
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer other than 2xx: a failure, never a re-sent (or GET) request."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_webhook_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def _webhook_timeout() -> float:
+    return float(getattr(settings, "PATRON_WEBHOOK_TIMEOUT_SECONDS", webhooks.TIMEOUT_SECONDS))
+
+
+def send_webhook(*, url: str, secret: str, event: str, body: str) -> None:
+    """POST one signed event; 2xx within the timeout (10 s) is delivered, anything else fails.
+
+    The signature is made now, with this attempt's time, so a retry hours later still
+    passes the receiver's freshness check. Errors name the status or the exception type,
+    never the URL or the payload.
+    """
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise DeliveryAbandoned("webhook URL scheme not allowed")
+    data = body.encode("utf-8")
+    headers = webhooks.request_headers(secret, event, data, timestamp=int(clock.now().timestamp()))
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)  # noqa: S310
+    try:
+        with _webhook_opener.open(request, timeout=_webhook_timeout()) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise DeliveryFailed(f"webhook endpoint answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise DeliveryFailed("webhook endpoint timed out") from None
+        reason = type(exc.reason).__name__ if isinstance(exc.reason, BaseException) else "URLError"
+        raise DeliveryFailed(f"webhook endpoint unreachable ({reason})") from None
+    except TimeoutError:
+        raise DeliveryFailed("webhook endpoint timed out") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise DeliveryFailed(f"webhook endpoint unreachable ({type(exc).__name__})") from None
+    if not 200 <= status < 300:
+        raise DeliveryFailed(f"webhook endpoint answered HTTP {status}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -44,12 +45,52 @@ class OutboxMessage(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Webhook deliveries only: the platform endpoint the message goes to (NOTE-2).
+    endpoint = models.ForeignKey(
+        "notify.WebhookEndpoint",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.template} ({self.status})"
+
+
+class WebhookEndpoint(models.Model):
+    """A platform URL that receives signed event webhooks (NOTE-2).
+
+    ``events`` lists the event types it subscribes to (``patron.notify.webhooks.EVENTS``), or
+    ``["*"]`` for all. The signing secret is encrypted at rest and shown to staff only once,
+    when the endpoint is created. Endpoints are deactivated, never deleted: their delivery
+    history stays. Create and change them through ``patron.notify.webhooks`` (audited).
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    url = models.URLField(_("URL"), max_length=500)
+    secret = EncryptedTextField()
+    events = models.JSONField(_("events"), default=list)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("manage_webhooks", _("Can manage platform webhooks"))]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class InboxMessage(models.Model):

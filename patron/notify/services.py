@@ -27,7 +27,7 @@ from patron.core import clock
 from patron.core.metrics import NOTICES
 from patron.core.tasks import enqueue_on_commit
 from patron.notify import channels
-from patron.notify.models import InboxMessage, OutboxMessage
+from patron.notify.models import InboxMessage, OutboxMessage, WebhookEndpoint
 
 if TYPE_CHECKING:
     from patron.members.models import Member
@@ -206,10 +206,12 @@ def deliver(message_id: int) -> str:
         claimed_attempts = message.attempts
 
     error = ""
+    final = False
     try:
         _send_external(message)
     except channels.DeliveryFailed as exc:
         error = str(exc)
+        final = isinstance(exc, channels.DeliveryAbandoned)
     except Exception as exc:
         # Any failure is retried. Its text (and traceback) may quote an address, so only
         # the exception type is stored and logged.
@@ -223,7 +225,7 @@ def deliver(message_id: int) -> str:
         if message.attempts != claimed_attempts:
             # Our lease ran out and another worker claimed it: its result counts.
             return "skipped"
-        return _record_outcome(message, error, clock.now())
+        return _record_outcome(message, error, clock.now(), final=final)
 
 
 def _send_external(message: OutboxMessage) -> None:
@@ -231,8 +233,26 @@ def _send_external(message: OutboxMessage) -> None:
         channels.send_sms(to=message.to_address, template=message.template, text=message.body)
     elif message.channel == OutboxMessage.Channel.EMAIL:
         channels.send_email(to=message.to_address, subject=message.subject, body=message.body)
+    elif message.channel == OutboxMessage.Channel.WEBHOOK:
+        _send_webhook(message)
     else:
         raise channels.DeliveryFailed(f"no sender for channel {message.channel}")
+
+
+def _send_webhook(message: OutboxMessage) -> None:
+    """Sign with the endpoint's current secret; a deactivated endpoint gets nothing more."""
+    endpoint = (
+        WebhookEndpoint.objects.filter(pk=message.endpoint_id).first()
+        if message.endpoint_id
+        else None
+    )
+    if endpoint is None:
+        raise channels.DeliveryAbandoned("webhook endpoint missing")
+    if not endpoint.active:
+        raise channels.DeliveryAbandoned("webhook endpoint deactivated")
+    channels.send_webhook(
+        url=message.to_address, secret=endpoint.secret, event=message.template, body=message.body
+    )
 
 
 def _deliver_inapp(message: OutboxMessage, now: dt.datetime) -> str:
@@ -248,13 +268,15 @@ def _deliver_inapp(message: OutboxMessage, now: dt.datetime) -> str:
     return _record_outcome(message, "", now)
 
 
-def _record_outcome(message: OutboxMessage, error: str, now: dt.datetime) -> str:
+def _record_outcome(
+    message: OutboxMessage, error: str, now: dt.datetime, *, final: bool = False
+) -> str:
     if not error:
         message.status = OutboxMessage.Status.SENT
         message.sent_at = now
         message.last_error = ""
         outcome = "sent"
-    elif message.attempts >= _max_attempts():
+    elif final or message.attempts >= _max_attempts():
         message.status = OutboxMessage.Status.DEAD
         message.last_error = error[:300]
         outcome = "dead"

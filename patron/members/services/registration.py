@@ -26,6 +26,7 @@ from patron.members.models import Consent, ConsentDocument, Member, User
 from patron.members.services._common import control_character_errors, failed
 from patron.members.services.passwords import remember as remember_password
 from patron.members.services.verification import send_code
+from patron.notify import webhooks
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_-]{3,32}$")
 MAX_LENGTHS = {"name": 100, "address": 300, "company_name": 200, "contact_name": 100}
@@ -383,6 +384,11 @@ def _create(clean: _Clean, user: User, channel: str, actor: audit.Actor) -> Memb
             "consent_document_ids": [doc.pk for doc in granted],
             "referrer_id": clean.referrer.pk if clean.referrer else None,
         },
+    )
+    webhooks.queue_event(
+        "member.registered",
+        {"member": member.number, "kind": member.kind},
+        key=f"member.registered:{member.pk}",
     )
     return member
 

@@ -24,6 +24,7 @@ from patron.members.services._common import (
     member_channels,
     queue_notice,
 )
+from patron.notify import webhooks
 
 Status = Member.Status
 TARGETS = {Status.ACTIVE, Status.FROZEN, Status.CANCELLED}
@@ -75,6 +76,11 @@ def transition(
         actor=actor,
         subject=member,
         details={"from": from_status, "to": to_status, "change_id": change.pk},
+    )
+    webhooks.queue_event(
+        "member.status_changed",
+        {"member": member.number, "from": from_status, "to": to_status},
+        key=f"member.status_changed:{change.pk}",
     )
     return change
 

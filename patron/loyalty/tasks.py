@@ -1,0 +1,13 @@
+"""Loyalty tasks for the worker (django-tasks). Tasks take ids or dates, never personal data."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+
+@task()
+def notify_tier_changes() -> int:
+    """Tell members and platforms about tier changes not yet notified (see jobs)."""
+    from patron.loyalty import jobs
+
+    return jobs.notify_tier_changes()
