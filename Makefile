@@ -52,8 +52,12 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# make bench: every benchmark, results in docs/benchmarks.md. BENCH=members (issue 2:
+# sign-in, registration, lookup) or BENCH=loyalty (issue 3: order events, tier evaluation,
+# points expiry) measures one part again and keeps the other's last figures.
+BENCH ?= all
 bench: setup
-	PATRON_TESTING=1 $(BIN)/python -m benchmarks.run
+	PATRON_TESTING=1 $(BIN)/python -m benchmarks.run --bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var/patron.sqlite3* var/outbox

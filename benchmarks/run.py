@@ -1,6 +1,11 @@
-"""``make bench``: measure and write docs/benchmarks.md (overwritten on every run).
+"""``make bench``: measure and write docs/benchmarks.md.
 
-1. the raw argon2id rate at Patron's hasher parameters, one process per core;
+Two parts: ``members`` (issue 2, below) and ``loyalty`` (issue 3: order events, tier
+evaluation, points expiry; see benchmarks/loyalty.py). ``make bench`` runs both and
+rewrites the file; ``make bench BENCH=members`` or ``BENCH=loyalty`` runs one part and
+keeps the other part's section from its last run.
+
+The members part: 1. the raw argon2id rate at Patron's hasher parameters, one process per core;
 then, on a fresh SQLite database and a fresh PostgreSQL database in turn (migrated, with
 100,000 members bulk-loaded), against gunicorn (sync workers = cores, persistent database
 connections) on a free 127.0.0.1 port:
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks import hashrate, loadgen, machine, server
+from benchmarks import hashrate, loadgen, loyalty, machine, server
 from benchmarks.loadgen import Request, loopback_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -696,8 +701,58 @@ def _details(run: dict, hash_rate: hashrate.HashRate) -> list[str]:
     return out
 
 
+MARK = "<!-- bench:{part} -->"
+END_MARK = "<!-- /bench:{part} -->"
+PARTS = ("members", "loyalty")
+TITLES = {
+    "members": "## Members: sign-in, registration and lookup (issue 2)",
+}
+
+
+def _demote(markdown: str) -> str:
+    """Headings one level down: a part's ``## Figures`` becomes ``### Figures``."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def _blocks(previous: str) -> dict[str, str]:
+    """The parts of an earlier report (an old report without marks is the members part)."""
+    blocks: dict[str, str] = {}
+    for part in PARTS:
+        begin, end = MARK.format(part=part), END_MARK.format(part=part)
+        if begin in previous and end in previous:
+            blocks[part] = previous.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+    if not blocks and previous.startswith("# Benchmarks"):
+        body = previous.split("\n", 1)[1].strip("\n")
+        blocks["members"] = TITLES["members"] + "\n\n" + _demote(body)
+    return blocks
+
+
+def compose(previous: str, fresh: dict[str, str]) -> str:
+    """The report: the parts measured now, and the others as their last run left them."""
+    blocks = {**_blocks(previous), **fresh}
+    out = [
+        "# Benchmarks",
+        "",
+        "`make bench` measures every part below and overwrites this file; "
+        "`make bench BENCH=members` or `make bench BENCH=loyalty` measures one part again and "
+        "keeps the other as its last run left it. Each part says when and on what machine it "
+        "was measured.",
+        "",
+    ]
+    for part in PARTS:
+        if part in blocks:
+            out += [MARK.format(part=part), blocks[part], END_MARK.format(part=part), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--bench",
+        choices=["all", *PARTS],
+        default=os.environ.get("BENCH") or "all",
+        help="which part to measure (make bench BENCH=loyalty)",
+    )
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--signin-members", type=int, default=800)
     parser.add_argument("--signin-seconds", type=float, default=25)
@@ -719,52 +774,84 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--quick", action="store_true", help="a small, fast run to try the harness")
+    loyalty.add_arguments(parser)
     options = parser.parse_args(argv)
     if options.quick:
         options.members, options.signin_members = 5_000, 100
         options.signin_seconds = options.register_seconds = 5
         options.lookups, options.selector_lookups, options.profile_sign_ins = 300, 500, 10
         options.hash_seconds = options.adjacent_hash_seconds = 3
+        options.order_seconds = options.ping_seconds = options.pgbench_seconds = 5
+        options.batch_calls = 5
 
     started = dt.datetime.now().astimezone()
     clock = time.perf_counter()
     cores = machine.cores()
     var_root = ROOT / "var" / "bench"
+    var_root.mkdir(parents=True, exist_ok=True)
     facts = machine.facts(server.admin_url(options.postgres_url))
     # Other work on the machine skews every figure: say how busy it was.
     facts["Load average (1 min) at start"] = f"{os.getloadavg()[0]:.2f}"
     log("machine: " + ", ".join(f"{k} {v}" for k, v in list(facts.items())[:7]))
-
-    log(f"argon2id: {cores} processes for {options.hash_seconds:.0f} s")
-    hash_rate = hashrate.measure(cores, options.hash_seconds)
-    log(f"  {hash_rate.per_second:.1f} verifications/s ({hash_rate.parameters})")
-
     targets = {
         "sqlite": server.sqlite_target(var_root),
         "postgresql": server.postgres_target(options.postgres_url, var_root),
     }
-    runs: dict[str, dict] = {}
-    for name in [n.strip() for n in options.databases.split(",") if n.strip()]:
-        target = targets[name]
-        try:
-            runs[name] = bench_database(target, options, cores)
-        except Exception as exc:
-            traceback.print_exc()
-            runs[name] = {"label": target.label, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+    fresh: dict[str, str] = {}
+    rows: list[list[str]] = []
 
-    elapsed = time.perf_counter() - clock
-    facts["Load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
-    report = render(facts, hash_rate, runs, options, started, elapsed)
+    if options.bench in ("all", "members"):
+        log(f"argon2id: {cores} processes for {options.hash_seconds:.0f} s")
+        hash_rate = hashrate.measure(cores, options.hash_seconds)
+        log(f"  {hash_rate.per_second:.1f} verifications/s ({hash_rate.parameters})")
+        runs: dict[str, dict] = {}
+        for name in [n.strip() for n in options.databases.split(",") if n.strip()]:
+            target = targets[name]
+            try:
+                runs[name] = bench_database(target, options, cores)
+            except Exception as exc:
+                traceback.print_exc()
+                runs[name] = {"label": target.label, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+        elapsed = time.perf_counter() - clock
+        facts["Load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
+        members_report = render(facts, hash_rate, runs, options, started, elapsed)
+        fresh["members"] = (
+            TITLES["members"] + "\n\n" + _demote(members_report.split("\n", 1)[1].strip("\n"))
+        )
+        (var_root / "results.json").write_text(
+            json.dumps({"hash_rate": hash_rate.__dict__, "runs": runs}, indent=2, default=str)
+        )
+        member_rows = _figures(hash_rate, runs)
+        print()
+        print(_table(["Figure", "Database", "Measured", "Target", "Result"], member_rows))
+        rows += [[*row[:4], row[4]] for row in member_rows]
+
+    if options.bench in ("all", "loyalty"):
+        loyalty_started = dt.datetime.now().astimezone()
+        loyalty_clock = time.perf_counter()
+        facts["Load average (1 min) at start"] = f"{os.getloadavg()[0]:.2f}"
+        loyalty_runs = loyalty.run(options, targets, cores, log)
+        facts["Load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
+        minutes = (time.perf_counter() - loyalty_clock) / 60
+        fresh["loyalty"] = loyalty.render(
+            loyalty_runs, facts, options, loyalty_started, minutes
+        ).rstrip("\n")
+        (var_root / "loyalty-results.json").write_text(
+            json.dumps(loyalty_runs, indent=2, default=str)
+        )
+        loyalty_rows = loyalty.figures(loyalty_runs)
+        print()
+        print(
+            _table(["Figure", "Database", "Measured", "Baseline", "Target", "Result"], loyalty_rows)
+        )
+        rows += [[row[0], row[1], row[2], row[4], row[5]] for row in loyalty_rows]
+
+    previous = options.report.read_text() if options.report.exists() else ""
     options.report.parent.mkdir(parents=True, exist_ok=True)
-    options.report.write_text(report)
-    (var_root / "results.json").write_text(
-        json.dumps({"hash_rate": hash_rate.__dict__, "runs": runs}, indent=2, default=str)
-    )
-    rows = _figures(hash_rate, runs)
-    print()
-    print(_table(["Figure", "Database", "Measured", "Target", "Result"], rows))
+    options.report.write_text(compose(previous, fresh))
+    elapsed = time.perf_counter() - clock
     print(f"\nwritten to {options.report} in {elapsed / 60:.1f} minutes")
-    failed = any("FAIL" in row[4] for row in rows)
+    failed = any("FAIL" in row[4] or "MISS" in row[4] for row in rows)
     return 1 if failed and options.strict else 0
 
 

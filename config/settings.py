@@ -135,6 +135,9 @@ PATRON_LOCKOUT = {
 # Signed-in sessions a user may hold at once; a new sign-in ends the least recently seen
 # beyond it (and keeps allauth's per-sign-in check of every live session bounded).
 PATRON_MAX_SESSIONS = env_int("MAX_SESSIONS", 10)
+# How long each process may reuse an API key it has looked up (revocation elsewhere takes
+# effect within this time; at once in the process that revokes). 0: look it up every time.
+PATRON_API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "portal:home"
 
@@ -164,6 +167,7 @@ HEADLESS_ONLY = False
 HEADLESS_CLIENTS = ("app",)
 HEADLESS_SERVE_SPECIFICATION = False
 HEADLESS_FRONTEND_URLS: dict[str, str] = {}
+HEADLESS_ADAPTER = "patron.members.allauth_adapter.HeadlessAdapter"
 USERSESSIONS_TRACK_ACTIVITY = True
 USERSESSIONS_ADAPTER = "patron.members.allauth_adapter.UserSessionsAdapter"
 
@@ -207,7 +211,8 @@ WHITENOISE_USE_FINDERS = True
 # allauth's rate limits and TOTP replay guard live in the cache, so every server process must
 # share one. One node: a database table (created by every `migrate`), which drops expired
 # entries before it culls anything, unlike the file cache, which deletes live rate-limit
-# counters at random once full. Beyond one node: Redis.
+# counters at random once full; Patron's backend writes it with one statement per operation
+# (patron/core/cache.py). Beyond one node: Redis.
 _cache_url = env_str("CACHE_URL")
 if _cache_url:
     CACHES = {
@@ -219,7 +224,7 @@ if _cache_url:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "patron.core.cache.DatabaseCache",
             "LOCATION": "patron_cache",
             "OPTIONS": {"MAX_ENTRIES": env_int("CACHE_MAX_ENTRIES", 200_000)},
         }
@@ -266,6 +271,7 @@ PATRON_KYC_MAX_IMAGE_PIXELS = env_int("KYC_MAX_IMAGE_PIXELS", 40_000_000)
 PATRON_KYC_CALLBACK_SECRET = env_str("KYC_CALLBACK_SECRET", SECRET_KEY)
 PATRON_KYC_CALLBACK_TOLERANCE_SECONDS = env_int("KYC_CALLBACK_TOLERANCE", 300)
 PATRON_QR_LOGIN_TTL_SECONDS = env_int("QR_LOGIN_TTL", 120)
+PATRON_BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)  # make bench only
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {

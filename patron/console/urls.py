@@ -40,3 +40,37 @@ urlpatterns += [
     ),
     path("webhooks/<int:pk>/test/", webhook_views.webhook_test, name="webhook_test"),
 ]
+
+# --- loyalty program: rules, rewards catalog, member ledgers, liability (issue 3) ----------
+from patron.console import loyalty_views  # noqa: E402
+
+urlpatterns += [
+    path("loyalty/", loyalty_views.loyalty_home, name="loyalty_home"),
+    path("loyalty/program/", loyalty_views.program_rules, name="loyalty_program"),
+    path(
+        "loyalty/program/<int:version>/",
+        loyalty_views.program_version,
+        name="loyalty_program_version",
+    ),
+    path("loyalty/rewards/", loyalty_views.rewards, name="loyalty_rewards"),
+    path("loyalty/rewards/new/", loyalty_views.reward_new, name="loyalty_reward_new"),
+    path("loyalty/rewards/<slug:code>/edit/", loyalty_views.reward_edit, name="loyalty_reward"),
+    path(
+        "loyalty/rewards/<slug:code>/stock/",
+        loyalty_views.reward_stock,
+        name="loyalty_reward_stock",
+    ),
+    path("loyalty/members/", loyalty_views.member_lookup, name="loyalty_member_lookup"),
+    path("loyalty/members/<str:number>/", loyalty_views.member_ledger, name="loyalty_member"),
+    path(
+        "loyalty/members/<str:number>/adjust/",
+        loyalty_views.member_adjust,
+        name="loyalty_member_adjust",
+    ),
+    path(
+        "loyalty/members/<str:number>/extend/",
+        loyalty_views.member_extend,
+        name="loyalty_member_extend",
+    ),
+    path("loyalty/liability/", loyalty_views.liability, name="loyalty_liability"),
+]

@@ -11,3 +11,13 @@ def notify_tier_changes() -> int:
     from patron.loyalty import jobs
 
     return jobs.notify_tier_changes()
+
+
+@task()
+def run_daily_jobs(as_of: str) -> dict:
+    """The day's loyalty jobs for ``as_of`` (ISO date), enqueued by the worker's scheduler."""
+    import datetime as dt
+
+    from patron.loyalty import jobs
+
+    return jobs.run_daily(dt.date.fromisoformat(as_of))

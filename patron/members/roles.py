@@ -17,6 +17,13 @@ ROLES: dict[str, list[str]] = {
         "members.view_consentdocument",
         "members.add_consentdocument",
         "members.change_consentdocument",
+        "loyalty.view_programversion",
+        "loyalty.add_programversion",
+        "loyalty.view_reward",
+        "loyalty.add_reward",
+        "loyalty.change_reward",
+        "loyalty.view_entry",
+        "loyalty.add_entry",
     ],
     "privacy officer": [
         "members.view_member",
@@ -25,7 +32,13 @@ ROLES: dict[str, list[str]] = {
         "members.view_consentdocument",
         "core.view_auditevent",
     ],
-    "auditor": ["core.view_auditevent", "members.view_member"],
+    "auditor": [
+        "core.view_auditevent",
+        "members.view_member",
+        "loyalty.view_programversion",
+        "loyalty.view_reward",
+        "loyalty.view_entry",
+    ],
     "administrator": [
         "members.view_member",
         "members.change_member_status",
@@ -39,6 +52,13 @@ ROLES: dict[str, list[str]] = {
         "api.view_apikey",
         "core.view_auditevent",
         "notify.manage_webhooks",
+        "loyalty.view_programversion",
+        "loyalty.add_programversion",
+        "loyalty.view_reward",
+        "loyalty.add_reward",
+        "loyalty.change_reward",
+        "loyalty.view_entry",
+        "loyalty.add_entry",
     ],
 }
 

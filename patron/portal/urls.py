@@ -38,3 +38,14 @@ from patron.portal import kyc_views  # noqa: E402
 urlpatterns += [
     path("kyc/", kyc_views.kyc, name="kyc"),
 ]
+
+# --- loyalty: tier, benefits, points, rewards, coupons (issue 3) ---------------------------
+from patron.portal import loyalty_views  # noqa: E402
+
+urlpatterns += [
+    path("loyalty/", loyalty_views.tier, name="loyalty"),
+    path("loyalty/points/", loyalty_views.points, name="loyalty_points"),
+    path("loyalty/rewards/", loyalty_views.rewards, name="loyalty_rewards"),
+    path("loyalty/rewards/<slug:code>/redeem/", loyalty_views.redeem, name="loyalty_redeem"),
+    path("loyalty/coupons/", loyalty_views.coupons, name="loyalty_coupons"),
+]

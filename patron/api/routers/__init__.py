@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from ninja import Router
 
 from patron.api.routers import consent_documents, me, members, orders, points, reports, rewards
@@ -17,3 +18,9 @@ ROUTERS: list[tuple[str, Router]] = [
     ("", rewards.router),
     ("", reports.router),
 ]
+
+# The benchmark's minimal write endpoint, only where the benchmark asks for it.
+if getattr(settings, "PATRON_BENCH_ENDPOINTS", False):
+    from patron.api.routers import bench
+
+    ROUTERS.append(("", bench.router))
