@@ -255,6 +255,8 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Patron <no-reply@patron.local>")
 PATRON_OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 6)
 PATRON_WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT", 10)
+# Local hour (program time zone) after which the worker runs the day's loyalty jobs.
+PATRON_JOBS_HOUR = env_int("JOBS_HOUR", 2)
 
 # --- Domain --------------------------------------------------------------------------
 PATRON_VERIFICATION = {

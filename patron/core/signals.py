@@ -11,3 +11,7 @@ def _create_cache_table(sender, using="default", **kwargs):  # type: ignore[no-u
         return
     # A no-op when the cache is not a database cache or the table exists.
     call_command("createcachetable", database=using, verbosity=0)
+    # Rate-limit counters and locks are disposable: keep their commits off the WAL.
+    from patron.core.cache import make_unlogged
+
+    make_unlogged(using)

@@ -18,6 +18,7 @@ import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Case, Count, DecimalField, F, Q, Sum, Value, When
 
 from patron.loyalty.ledger import add_months
@@ -94,7 +95,11 @@ def window_sql(at: dt.datetime, rules: Rules, *, lo: int | None = None, hi: int 
         ) e ON e.member_id = a.member_id
         WHERE 1 = 1{rng.replace("member_id", "a.member_id")}
     """  # noqa: S608 - only fixed fragments are interpolated; values are parameters
-    params = [start, at, *rng_params, start, at, *rng_params, *rng_params]
+    # Raw SQL gets the values the backend stores: SQLite keeps UTC text and would compare
+    # an aware local time ("...+08:00") as text, off by the offset.
+    start_db = connection.ops.adapt_datetimefield_value(start)
+    at_db = connection.ops.adapt_datetimefield_value(at)
+    params = [start_db, at_db, *rng_params, start_db, at_db, *rng_params, *rng_params]
     return sql, params
 
 

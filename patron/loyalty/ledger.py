@@ -6,7 +6,9 @@ writer of an IMMEDIATE transaction on SQLite) is what serialises all changes to 
 lots and balances, so two requests can never spend the same points. Batch jobs that touch
 many members lock their accounts in member-id order first (see ``patron.loyalty.jobs``).
 
-Services call these primitives; nothing else writes ``Lot``, ``Entry`` or ``Allocation``.
+Services call these primitives. Two set-based writers bypass them for speed and keep the same
+invariants (``patron ledger verify``; tests hold them row-for-row equal to the primitives):
+``orders.apply_orders`` for new orders in a batch, and the batch jobs (``patron.loyalty.jobs``).
 Each primitive writes one ``Entry`` whose ``key`` is unique in the database: a caller that
 finds its key already written (``existing``) returns the first result instead of acting
 twice.

@@ -67,11 +67,11 @@ class Account(models.Model):
     debt = models.BigIntegerField(default=0)
     # HMAC of the birthday's "MMDD" (no year, no plaintext): lets the birthday-coupon job
     # find today's birthdays with one indexed equality instead of decrypting every member.
-    birthday_index = models.CharField(max_length=64, blank=True, db_index=True)
+    birthday_index = models.CharField(max_length=64, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["tier"])]
+        indexes = [models.Index(fields=["tier"]), models.Index(fields=["birthday_index"])]
         constraints = [
             models.CheckConstraint(condition=Q(available__gte=0), name="account_available_gte_0"),
             models.CheckConstraint(condition=Q(pending__gte=0), name="account_pending_gte_0"),
@@ -92,7 +92,9 @@ class Order(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
 
     order_id = models.CharField(max_length=64, unique=True)
-    member = models.ForeignKey("members.Member", on_delete=models.PROTECT, related_name="orders")
+    member = models.ForeignKey(
+        "members.Member", on_delete=models.PROTECT, related_name="orders", db_index=False
+    )  # indexed by (member, paid_at)
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3, default="CNY")
     category = models.CharField(max_length=32)
@@ -153,7 +155,9 @@ class Lot(models.Model):
         EXPIRED = "expired", _("Expired")
         VOID = "void", _("Void")
 
-    member = models.ForeignKey("members.Member", on_delete=models.CASCADE, related_name="lots")
+    member = models.ForeignKey(
+        "members.Member", on_delete=models.CASCADE, related_name="lots", db_index=False
+    )  # indexed by (member, status, expires_at)
     source = models.CharField(max_length=12, choices=Source.choices)
     order = models.ForeignKey(
         Order, on_delete=models.PROTECT, null=True, blank=True, related_name="lots"
@@ -205,12 +209,14 @@ class Entry(models.Model):
         ADJUST = "adjust", _("Adjusted")
         DEBT_REPAY = "debt_repay", _("Debt repaid")
 
-    member = models.ForeignKey("members.Member", on_delete=models.CASCADE, related_name="entries")
+    member = models.ForeignKey(
+        "members.Member", on_delete=models.CASCADE, related_name="entries", db_index=False
+    )  # indexed by (member, -id)
     kind = models.CharField(max_length=14, choices=Kind.choices)
     points = models.BigIntegerField(default=0)
     pending_delta = models.BigIntegerField(default=0)
     debt_delta = models.BigIntegerField(default=0)
-    key = models.CharField(max_length=200, unique=True)
+    key = models.CharField(max_length=200)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True)
     lot = models.ForeignKey(Lot, on_delete=models.PROTECT, null=True, blank=True)
     redemption = models.ForeignKey(
@@ -223,6 +229,9 @@ class Entry(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["member", "-id"])]
+        # A constraint, not unique=True: on PostgreSQL the latter adds a second (LIKE) index
+        # that every ledger write would maintain for nothing.
+        constraints = [models.UniqueConstraint(fields=["key"], name="entry_key_once")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.points:+d}"
@@ -280,8 +289,8 @@ class TierChange(models.Model):
         MANUAL = "manual", _("Set by staff")
 
     member = models.ForeignKey(
-        "members.Member", on_delete=models.CASCADE, related_name="tier_changes"
-    )
+        "members.Member", on_delete=models.CASCADE, related_name="tier_changes", db_index=False
+    )  # indexed by (member, -changed_at)
     from_tier = models.CharField(max_length=16)
     to_tier = models.CharField(max_length=16)
     kind = models.CharField(max_length=12, choices=Kind.choices)
@@ -291,7 +300,7 @@ class TierChange(models.Model):
     loyalty = models.IntegerField()
     order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True)
     program_version = models.PositiveIntegerField()
-    key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    key = models.CharField(max_length=200, null=True, blank=True)
     changed_at = models.DateTimeField(default=timezone.now)
     notified_at = models.DateTimeField(null=True, blank=True)
 
@@ -303,6 +312,7 @@ class TierChange(models.Model):
                 fields=["changed_at"], name="tierchange_unnotified", condition=Q(notified_at=None)
             ),
         ]
+        constraints = [models.UniqueConstraint(fields=["key"], name="tierchange_key_once")]
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.from_tier}->{self.to_tier}"

@@ -103,7 +103,7 @@ def required_key(request: HttpRequest) -> str:
 def member_or_404(number: str) -> Member:
     member = members.member_by_number(number)
     if member is None:
-        raise NotFound(_("No member has this number."))
+        raise NotFound(_("No member has this number."), code="member_not_found")
     return member
 
 

@@ -84,23 +84,9 @@ def _sql_rows(rules, at, **bounds) -> dict[int, tuple[Decimal, int, int, str]]:
         }
 
 
-def _sqlite_local_time_bug(zone: str):
-    # figures.window_sql hands aware datetimes to raw SQL as they are; SQLite compares the
-    # text "2026-11-22 10:00:00+08:00" with stored UTC text "2026-11-22 02:00:00", so a
-    # window ending at a local midnight (the evaluation's) is off by the UTC offset. Fix in
-    # figures.window_sql (convert with connection.ops.adapt_datetimefield_value); this
-    # mark then fails (strict) and is removed.
-    return pytest.mark.xfail(
-        zone != "UTC" and connection.vendor == "sqlite",
-        reason="window_sql passes local-time datetimes to SQLite unconverted",
-        strict=True,
-    )
-
-
 @pytest.mark.parametrize("spend_only", [False, True])
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
-def test_tier2_for_member_window_sql_and_batch_figures_agree(spend_only, zone, request):
-    request.applymarker(_sqlite_local_time_bug(zone))
+def test_tier2_for_member_window_sql_and_batch_figures_agree(spend_only, zone):
     if spend_only:
         publish(tier_changes=SPEND_ONLY)
     rules = program.current()

@@ -57,7 +57,7 @@ def test_points_balance_and_entries_with_cursor(platform, member):
         422,
         "invalid_cursor",
     )
-    _problem(platform.get("/api/v1/members/000000000000/points"), 404, "not_found")
+    _problem(platform.get("/api/v1/members/000000000000/points"), 404, "member_not_found")
 
 
 @time_machine.travel(NOW, tick=False)
