@@ -56,6 +56,16 @@ def test_ops_1_demo_creates_documents_roles_admin_key_and_active_members():
     assert Client().login(username="demo_wang", password=member_password)
     response = PlatformClient(secret).get(f"/api/v1/members/{members[0].number}")
     assert response.status_code == 200
+    # Loyalty demo data: a catalog and a history whose delivered orders are past their
+    # return window (available points) plus a recent paid order (pending points).
+    from patron.loyalty.models import Account, Reward
+    from patron.loyalty.verify import verify_ledger
+
+    assert Reward.objects.count() == 3
+    points = PlatformClient(secret).get(f"/api/v1/members/{members[0].number}/points").json()
+    assert points["available"] > 0 and points["pending"] == 0
+    assert Account.objects.filter(pending__gt=0).exists()
+    assert verify_ledger().ok
 
 
 def test_ops_1_demo_if_empty_does_nothing_the_second_time():

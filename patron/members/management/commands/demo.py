@@ -17,6 +17,7 @@ from django.db import transaction
 
 from patron.api.keys import SCOPES, create_api_key
 from patron.core import audit, clock
+from patron.loyalty import demo as loyalty_demo
 from patron.members.management.commands.createadmin import create_administrator
 from patron.members.models import ConsentDocument, Member, User
 from patron.members.roles import ensure_roles
@@ -175,6 +176,7 @@ class Command(BaseCommand):
             lines.append(f"API key (all scopes): {key.secret}")
             password = secrets.token_urlsafe(12)
             made = []
+            created = []
             for spec in MEMBERS:
                 if User.objects.filter(username=spec["username"]).exists():
                     continue
@@ -185,6 +187,9 @@ class Command(BaseCommand):
                 )
                 mark_verified(member=member, channel="phone", actor=audit.Actor.system())
                 made.append(f"{spec['username']} ({member.number})")
+                created.append(member)
+            orders = loyalty_demo.seed(created, actor=audit.Actor.system())
+            lines.append(f"loyalty: demo rewards catalog, {orders} demo orders")
             if made:
                 lines.append(f"demo members: {', '.join(made)} / password {password}")
         self.stdout.write("demo data ready; these secrets are shown once, store them now:")
