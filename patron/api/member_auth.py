@@ -36,6 +36,15 @@ class ConsentRequired(Forbidden):
         ]
 
 
+def _session_user(token: str) -> Any:
+    """The user an allauth app session token belongs to, or None. allauth answered a
+    ``(user, session)`` tuple before 65.22 and a result object with ``.user`` since."""
+    found = authenticate_by_x_session_token(token)
+    if not found:
+        return None
+    return found[0] if isinstance(found, tuple) else found.user
+
+
 class MemberSessionAuth(AuthBase):
     """``auth=MemberSessionAuth()`` on an operation: a signed-in, active member.
 
@@ -55,11 +64,8 @@ class MemberSessionAuth(AuthBase):
         token = request.headers.get("X-Session-Token")
         if not token:
             return None  # ninja answers 401
-        found = authenticate_by_x_session_token(token)
-        if not found:
-            return None
-        user = found[0]
-        if not user.is_active:
+        user = _session_user(token)
+        if user is None or not user.is_active:
             return None
         member = Member.objects.select_related("user").filter(user=user).first()
         if member is None:
