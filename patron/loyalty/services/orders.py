@@ -74,6 +74,7 @@ from patron.loyalty.models import (
     TierChange,
 )
 from patron.loyalty.rules import Rules
+from patron.loyalty.services import paid_order
 from patron.members.models import Member
 from patron.members.services._common import failed, refuse
 from patron.notify import webhooks
@@ -472,8 +473,19 @@ def _apply_locked(ctx: _Context, account: Account, item: OrderInput) -> OrderRes
     if item.status == CANCELLED and item.delivered_at is not None:
         raise _cannot_cancel()
     if ctx.member_status != Member.Status.CANCELLED:
-        order = _insert_order(ctx, account, item)
-        if order is not None:
+        order = _new_order(ctx, account, item)
+        if paid_order.applies(item.status):
+            written = paid_order.write(
+                account,
+                order,
+                rules=ctx.rules,
+                actor=ctx.actor,
+                at=max(ctx.now, item.paid_at),
+                entry_key=lambda kind: _key(item.order_id, PAID, ZERO, kind),
+            )
+            if written is not None:
+                return _paid_in_one(ctx, account, written)
+        elif _insert_rows(Order, [order], unique="order_id"):
             return _first_sight(ctx, account, item, order)
     order = Order.objects.select_for_update().filter(order_id=item.order_id).first()
     if order is None:
@@ -483,13 +495,13 @@ def _apply_locked(ctx: _Context, account: Account, item: OrderInput) -> OrderRes
     return _next_state(ctx, account, item, order)
 
 
-def _insert_order(ctx: _Context, account: Account, item: OrderInput) -> Order | None:
-    """The new order row, or None when the order id is already taken."""
+def _new_order(ctx: _Context, account: Account, item: OrderInput) -> Order:
+    """The new order's row, unsaved, with the tier the member held when it was paid."""
     if item.paid_at >= account.tier_since:
         tier = account.tier  # no tier change since it was paid (each one sets tier_since)
     else:
         tier = tiers.tier_at(account.pk, item.paid_at, current=account.tier)
-    order = Order(
+    return Order(
         order_id=item.order_id,
         member_id=account.pk,
         amount=item.amount,
@@ -505,7 +517,6 @@ def _insert_order(ctx: _Context, account: Account, item: OrderInput) -> Order | 
         created_at=ctx.now,
         updated_at=ctx.now,
     )
-    return order if _insert_rows(Order, [order], unique="order_id") else None
 
 
 def _conflict(fields: Sequence[str]) -> Conflict:
@@ -544,19 +555,39 @@ def _first_sight(ctx: _Context, account: Account, item: OrderInput, order: Order
     if item.status in (REFUNDED, CANCELLED):
         _refund(ctx, account, order, item, lots)
     if item.status != CANCELLED and item.refunded_amount < item.amount:
-        at = max(ctx.now, item.paid_at)
-        figures = _figures_if_rising(account, at, ctx.rules)
+        figures = _figures_if_rising(account, max(ctx.now, item.paid_at), ctx.rules)
         if figures is not None:
-            ctx.tier_change = tiers.upgrade_if_qualified(
-                account,
-                rules=ctx.rules,
-                at=at,
-                reason="order_paid",
-                order=order,
-                figures=figures,
-                key=f"upgrade:{order.order_id}",
-            )
+            _upgrade_at_once(ctx, account, order, figures)
     return _result(ctx, account, order, lots, changed=True)
+
+
+def _paid_in_one(ctx: _Context, account: Account, written: paid_order.Written) -> OrderResult:
+    """A new paid order written in one statement (``paid_order``): what ``_first_sight``
+    does after its writes."""
+    order = written.order
+    for lot in written.lots:
+        _earned_event(
+            ctx.number,
+            order.order_id,
+            lot.amount,
+            lot.source,
+            _key(order.order_id, PAID, ZERO, lot.source),
+        )
+    _upgrade_at_once(ctx, account, order, written.figures)
+    return _result(ctx, account, order, written.lots, changed=True)
+
+
+def _upgrade_at_once(ctx: _Context, account: Account, order: Order, figures: Figures) -> None:
+    """TIER-3: the figures with ``order`` in lift the member at once (or change nothing)."""
+    ctx.tier_change = tiers.upgrade_if_qualified(
+        account,
+        rules=ctx.rules,
+        at=max(ctx.now, order.paid_at),
+        reason="order_paid",
+        order=order,
+        figures=figures,
+        key=f"upgrade:{order.order_id}",
+    )
 
 
 def _figures_if_rising(account: Account, at: dt.datetime, rules: Rules) -> Figures | None:
