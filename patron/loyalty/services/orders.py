@@ -451,17 +451,21 @@ def apply_order(data: dict, *, actor: Actor) -> OrderResult:
 def _lock_member(number: str) -> tuple[Account, str]:
     """The member's account, locked, and the member's status: one statement when the
     account exists (the order path's first and only lock), else ``ledger.lock_account``."""
-    account = next(
-        iter(
-            Account.objects.select_for_update(of=("self",))
-            .filter(member__number=number)
-            .annotate(member_status=F("member__status"))
-            .order_by()[:1]
-        ),
-        None,
-    )
-    if account is not None:
-        return account, account.member_status
+    if connection.vendor == "postgresql":
+        found = paid_order.lock_account(number)  # the same query, compiled once
+    else:
+        found = next(
+            (
+                (account, account.member_status)
+                for account in Account.objects.select_for_update(of=("self",))
+                .filter(member__number=number)
+                .annotate(member_status=F("member__status"))
+                .order_by()[:1]
+            ),
+            None,
+        )
+    if found is not None:
+        return found
     member_id, status = _member(number)
     return ledger.lock_account(member_id), status
 
