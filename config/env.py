@@ -84,7 +84,7 @@ def database_from_url(url: str, base_dir: Path) -> dict:
 def sqlite_database(path: Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "patron.core.db.sqlite3",  # writers queue on a file lock
         "NAME": str(path),
         # Persistent connections, as on PostgreSQL: a new one per request re-runs the PRAGMAs.
         "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),

@@ -646,7 +646,6 @@ def _evaluate_chunk(
     """Change the chunk's accounts whose tier is still the one evaluated (an upgrade by an
     order since the aggregate wins) and record each change."""
     lo, hi, now = ids[0], ids[-1], clock.now()
-    runner.lock_accounts(ids)
     up_sql, up_params = ranks
     key_prefix = f"eval:{as_of.isoformat()}:"
     change_values = (
@@ -655,18 +654,26 @@ def _evaluate_chunk(
     )
     change_params = [EVALUATION_REASON, rules.version, key_prefix, now]
     if runner.postgres():
-        # One statement: the update's RETURNING feeds the change records and the counts.
+        # One statement, one round trip: ``locked`` locks the chunk's accounts in member-id
+        # order (as ``runner.lock_accounts`` does; the update only touches rows it already
+        # holds, so every first lock is taken there, in order); the update's RETURNING
+        # feeds the change records and the counts. An account whose tier moved since the
+        # aggregate fails ``a.tier = e.old_tier`` (rechecked on its newest version).
         up, changed = fetchone(
-            "WITH e AS ("
+            "WITH locked AS ("
+            " SELECT member_id FROM loyalty_account WHERE member_id = ANY(%s)"
+            " ORDER BY member_id FOR UPDATE"
+            "), e AS ("
             " UPDATE loyalty_account a SET tier = e.new_tier, tier_since = %s, updated_at = %s"
-            " FROM loyalty_evaluation e"
-            " WHERE a.member_id = ANY(%s) AND e.member_id BETWEEN %s AND %s"
+            " FROM locked l, loyalty_evaluation e"
+            " WHERE a.member_id = ANY(%s) AND a.member_id = l.member_id"
+            " AND e.member_id BETWEEN %s AND %s"
             " AND a.member_id = e.member_id AND a.tier = e.old_tier"
             " RETURNING e.*"
             f"), recorded AS (INSERT INTO loyalty_tierchange ({_TIERCHANGE_COLUMNS})"
             f" SELECT {change_values} FROM e ON CONFLICT (key) DO NOTHING)"
             f" SELECT COALESCE(SUM(CASE WHEN {up_sql} THEN 1 ELSE 0 END), 0), COUNT(*) FROM e",
-            [now, now, list(ids), lo, hi, *change_params, *up_params],
+            [list(ids), now, now, list(ids), lo, hi, *change_params, *up_params],
         )
         return {"changed": int(changed), "up": int(up), "down": int(changed) - int(up)}
     same = (

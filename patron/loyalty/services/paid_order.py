@@ -1,22 +1,26 @@
-"""A new paid order in one statement on PostgreSQL: the order path's common case.
+"""A new paid order in as few statements as the database allows: the order path's common case.
 
 Most order events are an order seen for the first time, in state ``paid``. The general path
-(``orders._first_sight``) writes it through the ledger primitives, one statement per row:
-the order, its first state, a pending lot and its entry per kind of points, the account's
-balance, then the window's figures for the upgrade check; nine or ten round trips. Here the
-same rows go in as one data-modifying statement (a chain of ``WITH ... INSERT``) that also
-reads the window's figures, so the event costs four round trips: ``BEGIN``, the account's
-lock, this statement, ``COMMIT``.
+(``orders._first_sight``) writes it through the ledger primitives and the ORM, one query
+built per row: the order, its first state, a pending lot and its entry per kind of points,
+the account's balance, then the window's figures for the upgrade check. Here the same rows
+are written by SQL built from the models' own fields once per process (``_fields``):
 
-The account is locked by a statement of its own before this one runs (``orders._lock_member``).
-That order matters: a statement's snapshot is taken when it starts, so a lock taken inside
-it could be granted after a concurrent order of the same member committed, and the figures
-would miss that order; two such orders could each miss the other and an upgrade they make
-together would be lost. Locked first, the statement sees every order committed before it.
+- **PostgreSQL**: one data-modifying statement (a chain of ``WITH ... INSERT``) that also
+  reads the window's figures, so the event costs four round trips: ``BEGIN``, the account's
+  lock, this statement, ``COMMIT``.
+- **SQLite**: the same rows as a few plain statements (``INSERT ... RETURNING``). SQLite has
+  one writer at a time and its transaction is held from ``BEGIN IMMEDIATE``, so what matters
+  there is how long the transaction lasts: no query is compiled while it is open.
 
-The rows are built from the models' own fields (``_select``), so a column added to a model
-is written here too; ``test_paid_order`` holds the rows equal to the general path's.
-Anything else (the order id already taken, another state, SQLite) goes the general way.
+The account is locked by a statement of its own before the writes (``lock_account``). On
+PostgreSQL that order matters: a statement's snapshot is taken when it starts, so a lock
+taken inside it could be granted after a concurrent order of the same member committed, and
+the figures would miss that order; two such orders could each miss the other and an upgrade
+they make together would be lost. Locked first, the statement sees every order committed
+before it. ``test_paid_order`` holds the rows equal to the general path's; every other event
+(a known order's next state, an order first seen delivered, refunded or cancelled) goes the
+general way.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -42,7 +47,7 @@ CENT = Decimal("0.01")
 
 @dataclass(frozen=True)
 class Written:
-    """What the statement wrote, and the window's figures at ``at`` with the order in."""
+    """What was written, and the window's figures at ``at`` with the order in."""
 
     order: Order
     lots: list[Lot]
@@ -50,56 +55,81 @@ class Written:
 
 
 def applies(status: str) -> bool:
-    return connection.vendor == "postgresql" and status == Order.Status.PAID
+    return status == Order.Status.PAID
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A model's insert columns, its fields with their placeholders and the converters that
+    turn what the driver returns into field values (as the ORM would)."""
+
+    table: str
+    columns: str
+    fields: list[tuple[Field, str]]
+    converters: list[tuple[list[Callable], Any]]  # per field: (converters, its column)
+
+    def convert(self, values: Any) -> list:
+        out = []
+        for (converters, column), value in zip(self.converters, values, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            out.append(value)
+        return out
+
+
+@functools.cache
+def _fields(model: type[Model], vendor: str) -> _Model:
+    """Worked out once per process per database (``db_type`` and the converters are costly
+    enough to show in a profile of the order path)."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    if vendor == "postgresql":  # casts type the values of the INSERT ... SELECT
+        placeholders = [f"%s::{f.db_type(connection)}" for f in fields]
+    else:
+        placeholders = ["%s"] * len(fields)
+    table = model._meta.db_table
+    return _Model(
+        table=connection.ops.quote_name(table),
+        columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
+        fields=list(zip(fields, placeholders, strict=True)),
+        converters=[
+            (
+                connection.ops.get_db_converters(f.get_col(table))
+                + f.get_db_converters(connection),
+                f.get_col(table),
+            )
+            for f in fields
+        ],
+    )
 
 
 def lock_account(number: str) -> tuple[Account, str] | None:
     """The member's account, locked, and the member's status, or None when the member has
-    no account yet: the order path's first statement, written out once (PostgreSQL)."""
-    columns, fields = _fields(Account, connection.vendor)
+    no account yet (SQLite: the ``BEGIN IMMEDIATE`` already holds the write lock)."""
+    account = _fields(Account, connection.vendor)
+    lock = " FOR UPDATE OF a" if connection.vendor == "postgresql" else ""
+    columns = ", ".join(f"a.{c}" for c in account.columns.split(", "))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT a.member_id, {', '.join(f'a.{c}' for c in columns.split(', '))}, m.status"  # noqa: S608
-            " FROM loyalty_account a JOIN members_member m ON m.id = a.member_id"
-            " WHERE m.number = %s FOR UPDATE OF a",
+            f"SELECT a.member_id, {columns}, m.status FROM loyalty_account a"  # noqa: S608
+            f" JOIN members_member m ON m.id = a.member_id WHERE m.number = %s{lock}",
             [number],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    names = ["member_id", *(f.attname for f, _cast in fields)]
-    return Account.from_db(connection.alias, names, row[:-1]), row[-1]
+    names = ["member_id", *(f.attname for f, _placeholder in account.fields)]
+    values = [row[0], *account.convert(row[1:-1])]
+    return Account.from_db(connection.alias, names, values), row[-1]
 
 
-@functools.cache
-def _fields(model: type[Model], vendor: str) -> tuple[str, list[tuple[Field, str]]]:
-    """The model's insert columns and each field with its cast, worked out once per process
-    (``db_type`` is costly enough to show in a profile of the order path)."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    return columns, [(f, f"%s::{f.db_type(connection)}") for f in fields]
+@dataclass(frozen=True)
+class _Row:
+    """One row to insert; ``links`` names, per foreign key, the row whose new id it takes."""
 
-
-def _select(obj: Model, links: dict[str, str]) -> tuple[str, str, list]:
-    """``(columns, select list, params)`` inserting ``obj``'s concrete fields; a field named
-    in ``links`` takes that SQL expression (the id another part of the statement returned)."""
-    columns, fields = _fields(type(obj), connection.vendor)
-    values, params = [], []
-    for f, placeholder in fields:
-        if f.attname in links:
-            values.append(links[f.attname])
-        else:
-            values.append(placeholder)
-            params.append(f.get_db_prep_save(getattr(obj, f.attname), connection))
-    return columns, ", ".join(values), params
-
-
-def _insert(name: str, obj: Model, links: dict[str, str], sources: str, returning: bool) -> tuple:
-    table = connection.ops.quote_name(type(obj)._meta.db_table)
-    columns, values, params = _select(obj, links)
-    tail = " RETURNING id" if returning else ""
-    where = f" FROM {sources}" if sources else ""
-    return f"{name} AS (INSERT INTO {table} ({columns}) SELECT {values}{where}{tail})", params
+    name: str
+    obj: Model
+    links: dict[str, str] = field(default_factory=dict)
+    returning: bool = False
 
 
 def write(
@@ -112,29 +142,20 @@ def write(
     entry_key: Callable[[str], str],
 ) -> Written | None:
     """Write the new paid ``order`` (unsaved, ``tier_at_paid`` set) with its pending lots,
-    entries and the account's pending balance, in one statement; None when the order id is
-    already taken (nothing is written then). ``account`` must be locked; its balance is
-    updated in memory too. The figures are those of the window ending at ``at``;
-    ``entry_key(kind)`` is the ledger key of the entry crediting that kind of points."""
+    entries and the account's pending balance; None when the order id is already taken
+    (nothing is written then). ``account`` must be locked; its balance is updated in memory
+    too. The figures are those of the window ending at ``at``; ``entry_key(kind)`` is the
+    ledger key of the entry crediting that kind of points."""
     now = clock.now()
     tier = order.tier_at_paid
     purchase, rebate = earning.points_for(order.amount, tier, order.category, rules)
     rule = earning.rule_for(tier, order.category, rules)
-    state = OrderState(status=order.status, refunded_amount=order.refunded_amount)
-    state.received_at = order.created_at
-    parts, params = [], []
-    sql, p = _insert("o", order, {}, "", returning=True)
-    parts.append(sql.replace(" RETURNING id", " ON CONFLICT (order_id) DO NOTHING RETURNING id"))
-    params += p
-    sql, p = _insert("s", state, {"order_id": "o.id"}, "o", returning=False)
-    parts.append(sql)
-    params += p
+    state = OrderState(
+        status=order.status, refunded_amount=order.refunded_amount, received_at=order.created_at
+    )
+    rows = [_Row("o", order, returning=True), _Row("s", state, {"order_id": "o"})]
     lots: list[Lot] = []
-    names: list[str] = []  # the lots' parts of the statement
-    pending = 0
-    for n, (kind, points) in enumerate(
-        ((Lot.Source.PURCHASE, purchase), (Lot.Source.REBATE, rebate))
-    ):
+    for kind, points in ((Lot.Source.PURCHASE, purchase), (Lot.Source.REBATE, rebate)):
         if points <= 0:
             continue
         lot = Lot(
@@ -143,9 +164,6 @@ def write(
             amount=points,
             remaining=points,
             status=Lot.Status.PENDING,
-            release_at=None,
-            available_at=None,
-            expires_at=None,
             rule={**rule, "kind": str(kind)},
             created_at=now,
         )
@@ -158,57 +176,126 @@ def write(
             actor_id=actor.id,
             created_at=now,
         )
-        sql, p = _insert(f"l{n}", lot, {"order_id": "o.id"}, "o", returning=True)
-        parts.append(sql)
-        params += p
-        links = {"order_id": "o.id", "lot_id": f"l{n}.id"}
-        sql, p = _insert(f"e{n}", entry, links, f"o, l{n}", returning=False)
-        parts.append(sql)
-        params += p
+        name = f"l{len(lots)}"
+        rows.append(_Row(name, lot, {"order_id": "o"}, returning=True))
+        rows.append(_Row(f"e{len(lots)}", entry, {"order_id": "o", "lot_id": name}))
         lots.append(lot)
-        names.append(f"l{n}")
-        pending += points
-    account.pending += pending
-    account.updated_at = now
-    parts.append(
-        "a AS (UPDATE loyalty_account SET pending = %s, updated_at = %s"
-        " WHERE member_id = %s AND EXISTS (SELECT 1 FROM o))"
-    )
-    params += [account.pending, now, account.pk]
+    pending = account.pending + sum(lot.amount for lot in lots)
     start = window_start(at, rules)
-    # The window's figures as ``figures.for_member`` defines them, before this order (the
-    # statement's snapshot does not see its own inserts; the order is added below).
-    parts.append(
-        "w AS (SELECT COALESCE(SUM(CASE WHEN status <> 'cancelled'"
-        " THEN amount - refunded_amount ELSE 0 END), 0) AS spend,"
-        " COUNT(*) FILTER (WHERE status <> 'cancelled' AND refunded_amount < amount) AS orders"
-        " FROM loyalty_order WHERE member_id = %s AND paid_at > %s AND paid_at <= %s)"
-    )
-    params += [account.pk, start, at]
-    parts.append(
-        "v AS (SELECT COALESCE(SUM(score), 0) AS loyalty FROM loyalty_loyaltyevent"
-        " WHERE member_id = %s AND occurred_at > %s AND occurred_at <= %s)"
-    )
-    params += [account.pk, start, at]
-    lot_ids = "".join(f", {name}.id" for name in names)
-    sources = "".join(f", {name}" for name in names)
-    # Only fixed fragments and the models' own column names are interpolated.
-    statement = "WITH " + ", ".join(parts)
-    statement += f" SELECT w.spend, w.orders, v.loyalty, o.id{lot_ids} FROM o, w, v{sources}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        row = cursor.fetchone()
-    if row is None:
-        account.pending -= pending
+    window = _db([account.pk, start, at])
+    balance = _db([pending, now, account.pk])
+    if connection.vendor == "postgresql":
+        found = _write_in_one(rows, balance, window)
+    else:
+        found = _write_one_by_one(rows, balance, window)
+    if found is None:
         return None
-    spend, count, loyalty, order.pk, *ids = row
-    order._state.adding = False
-    order._state.db = connection.alias
-    for lot, pk in zip(lots, ids, strict=True):
-        lot.pk, lot.order = pk, order
-        lot._state.adding = False
-        lot._state.db = connection.alias
-    spend = Decimal(spend)
+    ids, (spend, count, loyalty) = found
+    account.pending, account.updated_at = pending, now
+    for row in rows:
+        if row.returning:
+            row.obj.pk = ids[row.name]
+            row.obj._state.adding = False
+            row.obj._state.db = connection.alias
+    for lot in lots:
+        lot.order = order
+    spend = Decimal(str(spend))  # SQLite sums money as a float
     if start < order.paid_at <= at:  # the order itself counts
         spend, count = spend + order.amount, count + 1
     return Written(order, lots, Figures(spend.quantize(CENT), int(count), int(loyalty)))
+
+
+# The window's figures as ``figures.for_member`` defines them, for one member; run before the
+# order is written (PostgreSQL: the statement's snapshot does not see its own inserts), so
+# ``write`` adds the order itself.
+_WINDOW = (
+    "SELECT COALESCE(SUM(CASE WHEN status <> 'cancelled' THEN amount - refunded_amount"
+    " ELSE 0 END), 0) AS spend,"
+    " COALESCE(SUM(CASE WHEN status <> 'cancelled' AND refunded_amount < amount"
+    " THEN 1 ELSE 0 END), 0) AS orders"
+    " FROM loyalty_order WHERE member_id = %s AND paid_at > %s AND paid_at <= %s"
+)
+_LOYALTY = (
+    "SELECT COALESCE(SUM(score), 0) AS loyalty FROM loyalty_loyaltyevent"
+    " WHERE member_id = %s AND occurred_at > %s AND occurred_at <= %s"
+)
+_BALANCE = "UPDATE loyalty_account SET pending = %s, updated_at = %s WHERE member_id = %s"
+
+
+def _db(values: list) -> list:
+    """Raw SQL gets the values the backend stores (SQLite keeps UTC text)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return [adapt(v) if isinstance(v, dt.datetime) else v for v in values]
+
+
+def _values(row: _Row, link: Callable[[str], Any]) -> tuple[str, list]:
+    """The row's value list and params; a linked field takes ``link(row name)``."""
+    model = _fields(type(row.obj), connection.vendor)
+    values, params = [], []
+    for f, placeholder in model.fields:
+        if f.attname in row.links:
+            expression, extra = link(row.links[f.attname])
+            values.append(expression)
+            params += extra
+        else:
+            values.append(placeholder)
+            params.append(f.get_db_prep_save(getattr(row.obj, f.attname), connection))
+    return ", ".join(values), params
+
+
+def _write_in_one(rows: list[_Row], balance: list, window: list) -> tuple | None:
+    """PostgreSQL: every row, the balance and the figures in one ``WITH`` chain."""
+    parts, params = [], []
+    for row in rows:
+        model = _fields(type(row.obj), connection.vendor)
+        values, row_params = _values(row, lambda name: (f"{name}.id", []))
+        sources = sorted(set(row.links.values()))
+        source = f" FROM {', '.join(sources)}" if sources else ""
+        conflict = " ON CONFLICT (order_id) DO NOTHING" if row.name == "o" else ""
+        tail = " RETURNING id" if row.returning else ""
+        parts.append(
+            f"{row.name} AS (INSERT INTO {model.table} ({model.columns})"
+            f" SELECT {values}{source}{conflict}{tail})"
+        )
+        params += row_params
+    parts.append(f"a AS ({_BALANCE} AND EXISTS (SELECT 1 FROM o))")  # noqa: S608
+    params += balance
+    parts += [f"w AS ({_WINDOW})", f"v AS ({_LOYALTY})"]
+    params += [*window, *window]
+    named = [row.name for row in rows if row.returning]
+    statement = "WITH " + ", ".join(parts)
+    statement += f" SELECT w.spend, w.orders, v.loyalty, {', '.join(f'{n}.id' for n in named)}"
+    statement += f" FROM w, v, {', '.join(named)}"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        found = cursor.fetchone()
+    if found is None:  # the order id was taken: the chain wrote nothing
+        return None
+    return dict(zip(named, found[3:], strict=True)), found[:3]
+
+
+def _write_one_by_one(rows: list[_Row], balance: list, window: list) -> tuple | None:
+    """SQLite: the figures first, then the rows, each ``INSERT ... RETURNING`` its id."""
+    ids: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_WINDOW, window)
+        spend, count = cursor.fetchone()
+        cursor.execute(_LOYALTY, window)
+        (loyalty,) = cursor.fetchone()
+        for row in rows:
+            model = _fields(type(row.obj), connection.vendor)
+            values, params = _values(row, lambda name: ("%s", [ids[name]]))
+            conflict = " ON CONFLICT (order_id) DO NOTHING" if row.name == "o" else ""
+            tail = " RETURNING id" if row.returning else ""
+            cursor.execute(
+                f"INSERT INTO {model.table} ({model.columns})"  # noqa: S608
+                f" VALUES ({values}){conflict}{tail}",
+                params,
+            )
+            if row.returning:
+                found = cursor.fetchone()
+                if found is None:  # only the first row, the order, can be skipped
+                    return None
+                ids[row.name] = found[0]
+        cursor.execute(_BALANCE, balance)
+    return ids, (spend, count, loyalty)

@@ -18,7 +18,7 @@ from patron.loyalty import jobs
 from patron.loyalty import rules as program
 from patron.loyalty.models import JobRun, LoyaltyEvent, Order, ProgramVersion, TierChange
 from patron.loyalty.tests.helpers import counts, make_member
-from patron.loyalty.tests.jobkit import account, at_job_time, local, set_tier
+from patron.loyalty.tests.jobkit import account, at_job_time, local, order, set_tier
 from patron.loyalty.verify import verify_ledger
 from patron.notify import webhooks
 from patron.notify.models import OutboxMessage
@@ -217,4 +217,31 @@ def test_ops2_two_evaluations_at_once_change_each_member_once():
     assert TierChange.objects.count() == 6
     assert {account(m).tier for m in members} == {"silver"}
     assert JobRun.objects.get(job="evaluate_tiers").counts == {"changed": 6, "down": 6}
+    assert verify_ledger().ok
+
+
+@pytest.mark.django_db
+def test_tier3_an_orders_upgrade_after_the_aggregate_wins(monkeypatch):
+    """The aggregate (taken first) finds a Gold member qualifies only for Silver; before
+    the member's chunk runs, a paid order upgrades them to Diamond. The evaluation leaves
+    Diamond alone, records no change for them, and counts only the others."""
+    _simple_rules()
+    upgraded, falls = make_member(), make_member()
+    for member in (upgraded, falls):
+        set_tier(member, "gold")
+        _spent(member, "2500.00", paid_at=local(2026, 9, 1))
+    real_run_chunks = jobs.runner.run_chunks
+
+    def order_between(progress, ids, work, **kwargs):
+        assert sorted(ids) == sorted([upgraded.pk, falls.pk])  # both in the aggregate's list
+        order(upgraded, "eval-upgrade", when=local(2027, 1, 1, 2), amount="40000.00")
+        assert account(upgraded).tier == "diamond"
+        return real_run_chunks(progress, ids, work, **kwargs)
+
+    monkeypatch.setattr(jobs.runner, "run_chunks", order_between)
+    with at_job_time(EVALUATION):
+        assert jobs.evaluate_tiers(EVALUATION) == {"changed": 1, "down": 1}
+    assert (account(upgraded).tier, account(falls).tier) == ("diamond", "silver")
+    assert not TierChange.objects.filter(member=upgraded, kind="evaluation").exists()
+    assert TierChange.objects.get(member=falls).key == f"eval:2027-01-01:{falls.pk}"
     assert verify_ledger().ok

@@ -1,0 +1,1 @@
+"""SQLite with writers queued across processes: ``ENGINE = "patron.core.db.sqlite3"``."""
