@@ -673,21 +673,36 @@ def _err(section: Any) -> str | None:
     return None
 
 
-def _job_rows(run: dict, label: str, name: str, job_key: str, sql_key: str, what: str) -> list:
+def _job_rows(
+    run: dict,
+    label: str,
+    name: str,
+    job_key: str,
+    sql_key: str,
+    what: str,
+    max_seconds: float | None = None,
+) -> list:
+    """The job against its SQL baseline: within ``JOB_RATIO_TARGET`` of it and, where the
+    issue names one (evaluate-tiers: 60 s), under ``max_seconds``."""
     job, sql = run.get(job_key, {}), run.get(sql_key, {})
     rows = []
     job_s, sql_s = job.get("seconds"), sql.get("seconds")
     ratio = job_s / sql_s if job_s is not None and sql_s else None
     measured = _err(job) or f"{job_s:,.2f} s ({what})"
     baseline = _err(sql) or f"hand-written SQL {sql_s:,.2f} s"
-    ok = None if ratio is None else (ratio <= JOB_RATIO_TARGET and job_s < JOB_SECONDS_TARGET)
+    ok = None
+    if ratio is not None:
+        ok = ratio <= JOB_RATIO_TARGET and (max_seconds is None or job_s < max_seconds)
+    target = f"<= {JOB_RATIO_TARGET}x the SQL"
+    if max_seconds is not None:
+        target += f" and < {max_seconds:.0f} s"
     rows.append(
         [
             name,
             label,
             measured + (f" = {ratio:.2f}x the SQL" if ratio else ""),
             baseline,
-            f"<= {JOB_RATIO_TARGET}x the SQL and < {JOB_SECONDS_TARGET:.0f} s",
+            target,
             _verdict(ok) if _err(job) is None else _verdict(False),
         ]
     )
@@ -793,6 +808,7 @@ def figures(runs: dict[str, dict]) -> list[list[str]]:
             "tiers_job",
             "tiers_sql",
             f"as of {run.get('as_of')}",
+            max_seconds=JOB_SECONDS_TARGET,
         )
         lots = run.get("expire_sql", {}).get("lots")
         rows += _job_rows(
