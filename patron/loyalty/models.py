@@ -127,7 +127,10 @@ class OrderState(models.Model):
     """Every distinct state received for an order; (order, status, refunded) is the
     idempotency key of an order event."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="states")
+    # Not indexed alone: the unique constraint below starts with the order.
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="states", db_index=False
+    )
     status = models.CharField(max_length=12)
     refunded_amount = models.DecimalField(**MONEY)
     received_at = models.DateTimeField(default=timezone.now)
@@ -222,8 +225,15 @@ class Entry(models.Model):
     key = models.CharField(max_length=200)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True)
     lot = models.ForeignKey(Lot, on_delete=models.PROTECT, null=True, blank=True)
+    # Indexed only where set (see Meta): most entries are earnings, and every order event
+    # would otherwise add a NULL to this index.
     redemption = models.ForeignKey(
-        "Redemption", on_delete=models.PROTECT, null=True, blank=True, related_name="entries"
+        "Redemption",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="entries",
+        db_index=False,
     )
     reason = models.CharField(max_length=200, blank=True)
     actor_type = models.CharField(max_length=16, default="system")
@@ -231,7 +241,14 @@ class Entry(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["member", "-id"])]
+        indexes = [
+            models.Index(fields=["member", "-id"]),
+            models.Index(
+                fields=["redemption"],
+                name="entry_redemption",
+                condition=Q(redemption__isnull=False),
+            ),
+        ]
         # A constraint, not unique=True: on PostgreSQL the latter adds a second (LIKE) index
         # that every ledger write would maintain for nothing.
         constraints = [models.UniqueConstraint(fields=["key"], name="entry_key_once")]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.db import connection
 from django.db.models import Field, Model
 
@@ -67,6 +68,7 @@ class _Model:
     columns: str
     fields: list[tuple[Field, str]]
     converters: list[tuple[list[Callable], Any]]  # per field: (converters, its column)
+    prepared: frozenset[str] = frozenset()  # fields whose values go through get_db_prep_save
 
     def convert(self, values: Any) -> list:
         out = []
@@ -75,6 +77,28 @@ class _Model:
                 value = converter(value, column, connection)
             out.append(value)
         return out
+
+
+# Field types whose Python values psycopg sends as they are (the casts in the statement give
+# the column types): their ``get_db_prep_save`` changes nothing on PostgreSQL, and calling it
+# for every value was a fifth of the order path's CPU. Others (JSON) are prepared.
+_DRIVER_ADAPTS = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "CharField",
+        "DateTimeField",
+        "DecimalField",
+        "ForeignKey",
+        "IntegerField",
+        "OneToOneField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "SmallIntegerField",
+        "TextField",
+    }
+)
 
 
 @functools.cache
@@ -91,6 +115,11 @@ def _fields(model: type[Model], vendor: str) -> _Model:
         table=connection.ops.quote_name(table),
         columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
         fields=list(zip(fields, placeholders, strict=True)),
+        prepared=frozenset(
+            f.attname
+            for f in fields
+            if vendor != "postgresql" or f.get_internal_type() not in _DRIVER_ADAPTS
+        ),
         converters=[
             (
                 connection.ops.get_db_converters(f.get_col(table))
@@ -108,18 +137,31 @@ def lock_account(number: str) -> tuple[Account, str] | None:
     account = _fields(Account, connection.vendor)
     lock = " FOR UPDATE OF a" if connection.vendor == "postgresql" else ""
     columns = ", ".join(f"a.{c}" for c in account.columns.split(", "))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT a.member_id, {columns}, m.status FROM loyalty_account a"  # noqa: S608
-            f" JOIN members_member m ON m.id = a.member_id WHERE m.number = %s{lock}",
-            [number],
-        )
-        row = cursor.fetchone()
+    row = _fetchone(
+        f"SELECT a.member_id, {columns}, m.status FROM loyalty_account a"  # noqa: S608
+        f" JOIN members_member m ON m.id = a.member_id WHERE m.number = %s{lock}",
+        [number],
+    )
     if row is None:
         return None
     names = ["member_id", *(f.attname for f, _placeholder in account.fields)]
     values = [row[0], *account.convert(row[1:-1])]
     return Account.from_db(connection.alias, names, values), row[-1]
+
+
+def _fetchone(sql: str, params: list) -> tuple | None:
+    """Run ``sql`` and return its first row. On PostgreSQL as a prepared statement with
+    server-side parameters: psycopg prepares it once per connection, so the database plans
+    the lock and the write chain once instead of at every order (planning was about half
+    of the database's time per order). The statements type every parameter with a cast."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
 
 
 @dataclass(frozen=True)
@@ -239,7 +281,10 @@ def _values(row: _Row, link: Callable[[str], Any]) -> tuple[str, list]:
             params += extra
         else:
             values.append(placeholder)
-            params.append(f.get_db_prep_save(getattr(row.obj, f.attname), connection))
+            value = getattr(row.obj, f.attname)
+            if f.attname in model.prepared:
+                value = f.get_db_prep_save(value, connection)
+            params.append(value)
     return ", ".join(values), params
 
 
@@ -266,9 +311,7 @@ def _write_in_one(rows: list[_Row], balance: list, window: list) -> tuple | None
     statement = "WITH " + ", ".join(parts)
     statement += f" SELECT w.spend, w.orders, v.loyalty, {', '.join(f'{n}.id' for n in named)}"
     statement += f" FROM w, v, {', '.join(named)}"
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        found = cursor.fetchone()
+    found = _fetchone(statement, params)
     if found is None:  # the order id was taken: the chain wrote nothing
         return None
     return dict(zip(named, found[3:], strict=True)), found[:3]
