@@ -1,6 +1,7 @@
 """The qualifying figures of the rolling window (TIER-2), one definition for both uses.
 
-- ``for_member``: one member's spend, orders and loyalty score now (order events, the tier API);
+- ``for_member``: one member's spend, orders and loyalty score now (order events, the tier API),
+  and ``member_sql``, the same as SQL (the one-statement order path);
 - ``window_sql`` + ``tier_case_sql``: the same figures and the tier they reach for every
   member at once, as SQL (the periodic evaluation, the console's dry run).
 
@@ -66,6 +67,31 @@ def for_member(member_id: int, at: dt.datetime, rules: Rules) -> Figures:
     )
 
 
+def member_sql(member_id: int, at: dt.datetime, rules: Rules) -> tuple[str, list]:
+    """``(sql, params)`` selecting one row ``spend, orders, loyalty``: ``for_member`` as SQL,
+    for the order path, which reads it in the statement that writes the order."""
+    start, end = _db_times(window_start(at, rules), at)
+    sql = """
+        SELECT o.spend, o.orders, e.loyalty FROM (
+            SELECT COALESCE(SUM(CASE WHEN status <> 'cancelled'
+                                     THEN amount - refunded_amount ELSE 0 END), 0) AS spend,
+                   COALESCE(SUM(CASE WHEN status <> 'cancelled' AND refunded_amount < amount
+                                     THEN 1 ELSE 0 END), 0) AS orders
+            FROM loyalty_order WHERE member_id = %s AND paid_at > %s AND paid_at <= %s
+        ) o, (
+            SELECT COALESCE(SUM(score), 0) AS loyalty FROM loyalty_loyaltyevent
+            WHERE member_id = %s AND occurred_at > %s AND occurred_at <= %s
+        ) e
+    """
+    return sql, [member_id, start, end, member_id, start, end]
+
+
+def _db_times(*moments: dt.datetime) -> list:
+    # Raw SQL gets the values the backend stores: SQLite keeps UTC text and would compare
+    # an aware local time ("...+08:00") as text, off by the offset.
+    return [connection.ops.adapt_datetimefield_value(moment) for moment in moments]
+
+
 def window_sql(at: dt.datetime, rules: Rules, *, lo: int | None = None, hi: int | None = None):
     """``(sql, params)`` selecting ``member_id, spend, orders, loyalty`` for every account
     (optionally those with ``lo <= member_id <= hi``), one aggregate pass over each table."""
@@ -95,10 +121,7 @@ def window_sql(at: dt.datetime, rules: Rules, *, lo: int | None = None, hi: int 
         ) e ON e.member_id = a.member_id
         WHERE 1 = 1{rng.replace("member_id", "a.member_id")}
     """  # noqa: S608 - only fixed fragments are interpolated; values are parameters
-    # Raw SQL gets the values the backend stores: SQLite keeps UTC text and would compare
-    # an aware local time ("...+08:00") as text, off by the offset.
-    start_db = connection.ops.adapt_datetimefield_value(start)
-    at_db = connection.ops.adapt_datetimefield_value(at)
+    start_db, at_db = _db_times(start, at)
     params = [start_db, at_db, *rng_params, start_db, at_db, *rng_params, *rng_params]
     return sql, params
 

@@ -38,8 +38,8 @@ from django.db.models import Field, Model
 
 from patron.core import clock
 from patron.core.audit import Actor
-from patron.loyalty import earning
-from patron.loyalty.figures import Figures, window_start
+from patron.loyalty import earning, figures
+from patron.loyalty.figures import Figures
 from patron.loyalty.models import Account, Entry, Lot, Order, OrderState
 from patron.loyalty.rules import Rules
 
@@ -223,8 +223,9 @@ def write(
         rows.append(_Row(f"e{len(lots)}", entry, {"order_id": "o", "lot_id": name}))
         lots.append(lot)
     pending = account.pending + sum(lot.amount for lot in lots)
-    start = window_start(at, rules)
-    window = _db([account.pk, start, at])
+    # The window's figures are read before the order is written (on PostgreSQL the
+    # statement's snapshot does not see its own inserts), so the order is added below.
+    window = figures.member_sql(account.pk, at, rules)
     balance = _db([pending, now, account.pk])
     if connection.vendor == "postgresql":
         found = _write_in_one(rows, balance, window)
@@ -242,25 +243,11 @@ def write(
     for lot in lots:
         lot.order = order
     spend = Decimal(str(spend))  # SQLite sums money as a float
-    if start < order.paid_at <= at:  # the order itself counts
+    if figures.window_start(at, rules) < order.paid_at <= at:  # the order itself counts
         spend, count = spend + order.amount, count + 1
     return Written(order, lots, Figures(spend.quantize(CENT), int(count), int(loyalty)))
 
 
-# The window's figures as ``figures.for_member`` defines them, for one member; run before the
-# order is written (PostgreSQL: the statement's snapshot does not see its own inserts), so
-# ``write`` adds the order itself.
-_WINDOW = (
-    "SELECT COALESCE(SUM(CASE WHEN status <> 'cancelled' THEN amount - refunded_amount"
-    " ELSE 0 END), 0) AS spend,"
-    " COALESCE(SUM(CASE WHEN status <> 'cancelled' AND refunded_amount < amount"
-    " THEN 1 ELSE 0 END), 0) AS orders"
-    " FROM loyalty_order WHERE member_id = %s AND paid_at > %s AND paid_at <= %s"
-)
-_LOYALTY = (
-    "SELECT COALESCE(SUM(score), 0) AS loyalty FROM loyalty_loyaltyevent"
-    " WHERE member_id = %s AND occurred_at > %s AND occurred_at <= %s"
-)
 _BALANCE = "UPDATE loyalty_account SET pending = %s, updated_at = %s WHERE member_id = %s"
 
 
@@ -288,7 +275,7 @@ def _values(row: _Row, link: Callable[[str], Any]) -> tuple[str, list]:
     return ", ".join(values), params
 
 
-def _write_in_one(rows: list[_Row], balance: list, window: list) -> tuple | None:
+def _write_in_one(rows: list[_Row], balance: list, window: tuple[str, list]) -> tuple | None:
     """PostgreSQL: every row, the balance and the figures in one ``WITH`` chain."""
     parts, params = [], []
     for row in rows:
@@ -305,26 +292,24 @@ def _write_in_one(rows: list[_Row], balance: list, window: list) -> tuple | None
         params += row_params
     parts.append(f"a AS ({_BALANCE} AND EXISTS (SELECT 1 FROM o))")  # noqa: S608
     params += balance
-    parts += [f"w AS ({_WINDOW})", f"v AS ({_LOYALTY})"]
-    params += [*window, *window]
+    parts.append(f"w AS ({window[0]})")
+    params += window[1]
     named = [row.name for row in rows if row.returning]
     statement = "WITH " + ", ".join(parts)
-    statement += f" SELECT w.spend, w.orders, v.loyalty, {', '.join(f'{n}.id' for n in named)}"
-    statement += f" FROM w, v, {', '.join(named)}"
+    statement += f" SELECT w.spend, w.orders, w.loyalty, {', '.join(f'{n}.id' for n in named)}"
+    statement += f" FROM w, {', '.join(named)}"
     found = _fetchone(statement, params)
     if found is None:  # the order id was taken: the chain wrote nothing
         return None
     return dict(zip(named, found[3:], strict=True)), found[:3]
 
 
-def _write_one_by_one(rows: list[_Row], balance: list, window: list) -> tuple | None:
+def _write_one_by_one(rows: list[_Row], balance: list, window: tuple[str, list]) -> tuple | None:
     """SQLite: the figures first, then the rows, each ``INSERT ... RETURNING`` its id."""
     ids: dict[str, int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_WINDOW, window)
-        spend, count = cursor.fetchone()
-        cursor.execute(_LOYALTY, window)
-        (loyalty,) = cursor.fetchone()
+        cursor.execute(*window)
+        spend, count, loyalty = cursor.fetchone()
         for row in rows:
             model = _fields(type(row.obj), connection.vendor)
             values, params = _values(row, lambda name: ("%s", [ids[name]]))

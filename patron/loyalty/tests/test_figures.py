@@ -1,7 +1,8 @@
-"""The window's figures (TIER-2) have one definition in three forms: ``figures.for_member``
-(one member), ``figures.window_sql`` + ``tier_case_sql`` (every member, for the evaluation
-and the dry run) and ``orders.figures_for`` (a batch's members). On a varied data set,
-boundaries included, all three give the same spend, orders, loyalty score and tier."""
+"""The window's figures (TIER-2) have one definition in four forms: ``figures.for_member``
+(one member), ``figures.member_sql`` (the same as SQL, for the order path),
+``figures.window_sql`` + ``tier_case_sql`` (every member, for the evaluation and the dry
+run) and ``orders.figures_for`` (a batch's members). On a varied data set, boundaries
+included, all four give the same spend, orders, loyalty score and tier."""
 
 from __future__ import annotations
 
@@ -102,6 +103,14 @@ def test_tier2_for_member_window_sql_and_batch_figures_agree(spend_only, zone):
     lo, hi = sorted(ids)[5], sorted(ids)[20]
     ranged = _sql_rows(rules, at, lo=lo, hi=hi)
     assert ranged == {k: v for k, v in python.items() if lo <= k <= hi}
+    one_by_one = {}
+    for member_id in ids:
+        sql, params = figures.member_sql(member_id, at, rules)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            spend, orders, loyalty = cursor.fetchone()
+        one_by_one[member_id] = (Decimal(str(spend)).quantize(CENT), int(orders), int(loyalty))
+    assert one_by_one == {k: v[:3] for k, v in python.items()}
     batch = figures_for(ids, at, rules)
     assert {k: (f.spend, f.orders, f.loyalty) for k, f in batch.items()} == {
         k: v[:3] for k, v in python.items()
