@@ -365,14 +365,20 @@ class OrderResult:
 
 
 def _points(lots: Iterable[Lot]) -> dict[str, int]:
+    return _tally((lot.amount, lot.clawed, lot.status) for lot in lots)
+
+
+def _tally(lots: Iterable[tuple[int, int, str]]) -> dict[str, int]:
+    """An order's points from its lots' ``(amount, clawed, status)``: the model instances
+    of the one-by-one path and the planned rows of a batch alike."""
     points = {"earned": 0, "pending": 0, "available": 0, "clawed_back": 0}
-    for lot in lots:
-        points["earned"] += lot.amount
-        points["clawed_back"] += lot.clawed
-        if lot.status == Lot.Status.PENDING:
-            points["pending"] += lot.amount - lot.clawed
-        elif lot.status in (Lot.Status.AVAILABLE, Lot.Status.EXPIRED):
-            points["available"] += lot.amount - lot.clawed
+    for amount, clawed, status in lots:
+        points["earned"] += amount
+        points["clawed_back"] += clawed
+        if status == Lot.Status.PENDING:
+            points["pending"] += amount - clawed
+        elif status in (Lot.Status.AVAILABLE, Lot.Status.EXPIRED):
+            points["available"] += amount - clawed
     return points
 
 
@@ -1184,19 +1190,6 @@ class _Batch:
         }
         plan.entries.append((entry, lot, allocation))
 
-    @staticmethod
-    def _points(lots: list[dict[str, Any]]) -> dict[str, int]:
-        """``_points`` of the planned lots."""
-        points = {"earned": 0, "pending": 0, "available": 0, "clawed_back": 0}
-        for lot in lots:
-            points["earned"] += lot["amount"]
-            points["clawed_back"] += lot["clawed"]
-            if lot["status"] == Lot.Status.PENDING:
-                points["pending"] += lot["amount"] - lot["clawed"]
-            elif lot["status"] in (Lot.Status.AVAILABLE, Lot.Status.EXPIRED):
-                points["available"] += lot["amount"] - lot["clawed"]
-        return points
-
     def _write(
         self, planned: list[_Planned], accounts: dict[int, Account]
     ) -> list[tuple[int, int]]:
@@ -1282,7 +1275,7 @@ class _Batch:
                 member=plan.item.member,
                 status=plan.item.status,
                 refunded_amount=plan.item.refunded_amount,
-                points=self._points(plan.lots),
+                points=_tally((lot["amount"], lot["clawed"], lot["status"]) for lot in plan.lots),
                 tier=tier,
                 changed=True,
                 tier_change=_change_out(changes.get(plan.item.order_id)),
