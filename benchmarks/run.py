@@ -454,7 +454,9 @@ def render(
         "`bulk_create` in batches of 2,000 with precomputed blind indexes and one "
         "precomputed password hash; encrypted fields are encrypted by their model field as "
         f"each batch is written). The first {options.signin_members} have accepted the "
-        "current terms and privacy policy and sign in.",
+        "current terms and privacy policy and sign in. The load ends with `VACUUM ANALYZE` "
+        "(SQLite: `ANALYZE`), as any bulk load should, so that autovacuum does not run "
+        "during the measurements.",
         "- **Load generator**: Python threads on the same machine, "
         f"{next(iter(runs.values())).get('server', {}).get('concurrency', '?')} concurrent "
         "connections, a new connection per request (sync workers close it), each member "
