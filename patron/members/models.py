@@ -180,8 +180,15 @@ class VerificationCode(models.Model):
         PHONE = "phone", _("Phone")
         EMAIL = "email", _("Email")
 
+    class Purpose(models.TextChoices):
+        # A code proves one thing only: a password-reset code cannot verify an address, and
+        # a verification code cannot reset a password.
+        VERIFY = "verify", _("Verify an address")
+        PASSWORD_RESET = "password_reset", _("Reset the password")
+
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="codes")
     channel = models.CharField(max_length=8, choices=Channel.choices)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.VERIFY)
     target = EncryptedTextField()
     target_index = models.CharField(max_length=64, db_index=True)
     ip_index = models.CharField(max_length=64, blank=True, db_index=True)

@@ -27,6 +27,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from patron.core.audit import Actor
@@ -34,7 +35,10 @@ from patron.core.exceptions import PatronError
 from patron.members.auth_backend import BACKEND_PATH
 from patron.members.models import KnownDevice, Member, QrLoginToken, User
 from patron.members.services import consents, signin
+from patron.members.services import password_reset as reset_service
 from patron.members.services import qr_login as qr_service
+from patron.portal.forms import PasswordResetForm, PasswordResetRequestForm
+from patron.portal.views import client_ip
 
 SESSION_QR_TOKEN = "patron_qr_login_token"  # noqa: S105  (a session key name)
 # Each QR page makes a token row: cap how fast one address can ask for them.
@@ -281,3 +285,73 @@ def consent_required(request: HttpRequest) -> HttpResponse:
         {"documents": documents, "error": error, "next": next_url},
         status=400 if error else 200,
     )
+
+
+# --- Forgotten password: a code to the verified phone, then a new password (AUTH-1) ---------
+
+SESSION_RESET_KEY = "patron_password_reset"  # the session key holding the phone's blind index
+# Each request may send an SMS and each confirm tries a code: cap both per address, on top
+# of the codes' own cooldown, daily caps and tries.
+RESET_RATE_LIMIT = {"password_reset": "10/m/ip"}
+
+
+def _reset_throttled(
+    request: HttpRequest, template: str, form: PasswordResetRequestForm | PasswordResetForm
+) -> HttpResponse | None:
+    if ratelimit.consume(request, app="patron", action="password_reset", config=RESET_RATE_LIMIT):
+        return None
+    form.add_error(None, _("Too many attempts from your network; wait a minute and try again."))
+    return render(request, template, {"form": form}, status=429)
+
+
+@never_cache
+@sensitive_post_parameters("phone")
+@require_http_methods(["GET", "POST"])
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """Ask for a reset code. The answer is the same whether the phone is a member's or not."""
+    if request.user.is_authenticated:
+        return redirect("portal:security")
+    form = PasswordResetRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        refused = _reset_throttled(request, "portal/password_reset.html", form)
+        if refused is not None:
+            return refused
+        try:
+            key = reset_service.phone_key(form.cleaned_data["phone"])
+        except PatronError as exc:
+            form.apply_service_errors(exc)
+        else:
+            reset_service.request_reset(key=key, ip=client_ip(request))
+            # Only the phone's blind index is kept between the steps, never the number.
+            request.session[SESSION_RESET_KEY] = key
+            return redirect("portal:password_reset_confirm")
+    return render(request, "portal/password_reset.html", {"form": form})
+
+
+@never_cache
+@sensitive_post_parameters("code", "password", "password_again")
+@require_http_methods(["GET", "POST"])
+def password_reset_confirm(request: HttpRequest) -> HttpResponse:
+    """Type the code and a new password; on success every session ends and the member
+    signs in again with the new password."""
+    key = request.session.get(SESSION_RESET_KEY)
+    if not key:
+        return redirect("portal:password_reset")
+    form = PasswordResetForm(request.POST or None)
+    template = "portal/password_reset_confirm.html"
+    if request.method == "POST" and form.is_valid():
+        refused = _reset_throttled(request, template, form)
+        if refused is not None:
+            return refused
+        try:
+            reset_service.reset_password(
+                key=key, code=form.cleaned_data["code"], password=form.cleaned_data["password"]
+            )
+        except PatronError as exc:
+            form.apply_service_errors(exc)
+        else:
+            request.session.pop(SESSION_RESET_KEY, None)
+            messages.success(request, _("Your password is changed. Sign in with the new password."))
+            return redirect("account_login")
+    context = {"form": form, "minutes": settings.PATRON_VERIFICATION["CODE_TTL_SECONDS"] // 60}
+    return render(request, template, context)

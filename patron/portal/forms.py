@@ -295,6 +295,38 @@ class CodeForm(PortalForm):
         return self.cleaned_data["code"].strip()
 
 
+class PasswordResetRequestForm(PortalForm):
+    """The phone a forgotten password's reset code goes to."""
+
+    phone = forms.CharField(
+        label=_("Phone number"),
+        max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}),
+    )
+
+
+class PasswordResetForm(CodeForm):
+    """The reset code and the new password, typed twice."""
+
+    password = forms.CharField(
+        label=_("New password"),
+        strip=False,
+        help_text=_("At least 8 characters; avoid common passwords and your own details."),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password_again = forms.CharField(
+        label=_("New password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", _("The two passwords do not match."))
+        return data
+
+
 class ProfileForm(PortalForm):
     """REG-8: the member's own details. A changed phone or email is only proposed here;
     the service sends a code to the new address and applies it once confirmed."""

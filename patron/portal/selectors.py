@@ -17,12 +17,14 @@ def member_of(user: User) -> Member | None:
     return Member.objects.filter(user=user).first()
 
 
-def latest_code(member: Member, channel: str) -> VerificationCode | None:
-    return (
-        VerificationCode.objects.filter(member=member, channel=channel)
-        .order_by("-created_at", "-id")
-        .first()
-    )
+def latest_code(
+    member: Member, channel: str, purpose: str | None = VerificationCode.Purpose.VERIFY
+) -> VerificationCode | None:
+    """The latest code for ``purpose`` (``None``: of any purpose, as the cooldown counts)."""
+    codes = VerificationCode.objects.filter(member=member, channel=channel)
+    if purpose is not None:
+        codes = codes.filter(purpose=purpose)
+    return codes.order_by("-created_at", "-id").first()
 
 
 def usable_code(member: Member, channel: str) -> VerificationCode | None:
@@ -51,7 +53,7 @@ def pending_change_target(member: Member, channel: str) -> str | None:
 def resend_wait_seconds(member: Member, channel: str) -> int:
     """Seconds until another code may be sent (the resend cooldown), so the page can show
     the wait before the member presses the button; the service enforces it regardless."""
-    code = latest_code(member, channel)
+    code = latest_code(member, channel, purpose=None)
     if code is None:
         return 0
     cooldown = settings.PATRON_VERIFICATION["RESEND_COOLDOWN_SECONDS"]

@@ -30,6 +30,12 @@ urlpatterns += [
     path("security/sessions/", auth_views.sessions, name="sessions"),
     path("security/sessions/revoke/", auth_views.revoke_sessions, name="revoke_sessions"),
     path("consents/accept/", auth_views.consent_required, name="consent_required"),
+    path("password/reset/", auth_views.password_reset, name="password_reset"),
+    path(
+        "password/reset/confirm/",
+        auth_views.password_reset_confirm,
+        name="password_reset_confirm",
+    ),
 ]
 
 # --- real-name verification (KYC-1..5) -----------------------------------------------------

@@ -26,6 +26,9 @@ from patron.api.schemas.members import (
     MemberOut,
     MemberUpdateIn,
     MemberUpdateOut,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
+    PasswordResetRequestedOut,
     PaymentMethodIn,
     PaymentMethodOut,
     StatusIn,
@@ -39,6 +42,7 @@ from patron.core.exceptions import NotFound
 from patron.members import selectors
 from patron.members.models import Consent, Member, PaymentMethod
 from patron.members.services import consents as consent_services
+from patron.members.services import password_reset as reset_service
 from patron.members.services import payment_methods, profile, registration, status, verification
 from patron.members.services._common import refuse
 
@@ -392,3 +396,54 @@ def list_consents(request: HttpRequest, number: str):
         "missing": [f"{doc.kind}@{doc.version}" for doc in selectors.missing_consents(member)],
         "history": [_consent_out(c) for c in selectors.consent_history(member)],
     }
+
+
+# --- Forgotten password (AUTH-1): for a platform's own sign-in screens ----------------------
+
+
+@router.post(
+    "/password-resets",
+    auth=WRITE,
+    response={202: PasswordResetRequestedOut, **problems(401, 403, 422)},
+    summary="Send a password-reset code to a member's phone",
+    description=(
+        "When `phone` is an active or frozen member's verified phone, a 6-digit code is sent "
+        "to it. The answer is the same 202 whether the phone is a member's or not, and "
+        "whether a throttle (60 s between codes, daily caps per phone and per `client_ip`) "
+        "held the code back: it tells nobody which phones are registered. Only a phone "
+        "that is no phone number is refused (422 `invalid_phone`). Scope `members:write`."
+    ),
+    operation_id="request_password_reset",
+)
+def request_password_reset(request: HttpRequest, payload: PasswordResetIn):
+    key = reset_service.phone_key(payload.phone)
+    reset_service.request_reset(key=key, ip=_ip(payload.client_ip))
+    policy = settings.PATRON_VERIFICATION
+    return Status(
+        202,
+        {
+            "expires_in": policy["CODE_TTL_SECONDS"],
+            "resend_after": policy["RESEND_COOLDOWN_SECONDS"],
+        },
+    )
+
+
+@router.post(
+    "/password-resets/confirm",
+    auth=WRITE,
+    response={204: None, **problems(401, 403, 422)},
+    summary="Set a new password with a reset code",
+    description=(
+        "Sets the new password and ends every session of the member (they sign in again). "
+        "Refusals, field by field: `code` `code_invalid` (also for a phone that is no "
+        "member's; a wrong code's try is counted), `code_expired`, `code_used`, "
+        "`code_locked`; `password` with the policy's codes (the code stays usable). "
+        "The member is told by SMS and email that the password changed. Scope `members:write`."
+    ),
+    operation_id="confirm_password_reset",
+)
+def confirm_password_reset(request: HttpRequest, payload: PasswordResetConfirmIn):
+    reset_service.reset_password(
+        key=reset_service.phone_key(payload.phone), code=payload.code, password=payload.password
+    )
+    return Status(204, None)

@@ -348,3 +348,39 @@ class ConsentHistoryOut(Schema):
         ..., description="Current required documents not accepted.", examples=[["privacy@2.0"]]
     )
     history: list[ConsentOut]
+
+
+class PasswordResetIn(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"phone": "+8613800138000", "client_ip": "203.0.113.24"}]}
+    )
+
+    phone: str = Field(..., description="The phone number the member typed.")
+    client_ip: IPvAnyAddress | None = CLIENT_IP
+
+
+class PasswordResetRequestedOut(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"expires_in": 600, "resend_after": 60}]}
+    )
+
+    expires_in: int = Field(..., description="Seconds a code sent now stays valid.")
+    resend_after: int = Field(..., description="Seconds before another code may be sent.")
+
+
+class PasswordResetConfirmIn(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "phone": "+8613800138000",
+                    "code": "042917",
+                    "password": "a-new-long-passphrase-7",
+                }
+            ]
+        }
+    )
+
+    phone: str = Field(..., description="The same phone number as in the request.")
+    code: str = Field(..., description="The 6-digit code sent to that phone.")
+    password: str = Field(..., description="The new password; the password policy applies.")

@@ -32,7 +32,9 @@ from patron.members.models import Member, VerificationCode
 from patron.members.services._common import member_channels, queue_notice, refuse
 
 Channel = VerificationCode.Channel
+Purpose = VerificationCode.Purpose
 CHANNELS = {Channel.PHONE, Channel.EMAIL}
+_TEMPLATES = {Purpose.VERIFY: "verification_code", Purpose.PASSWORD_RESET: "password_reset_code"}
 _DAY = dt.timedelta(hours=24)
 
 
@@ -131,11 +133,13 @@ def send_code(
     channel: str,
     ip: str | None = None,
     target: str | None = None,
+    purpose: str = Purpose.VERIFY,
 ) -> VerificationCode:
     """Create a code for the member's phone or email (or a new ``target``) and send it.
 
     Raises ``RateLimited`` when a throttle applies, ``ValidationFailed`` when there is no
-    address to send to. Must run in (or opens) one transaction with the outbox row.
+    address to send to. Must run in (or opens) one transaction with the outbox row. The
+    throttles count every code of the member and address, whatever its ``purpose``.
     """
     _check_channel(channel)
     if member.status == Member.Status.CANCELLED:
@@ -156,6 +160,7 @@ def send_code(
         row = VerificationCode.objects.create(
             member=member,
             channel=channel,
+            purpose=purpose,
             target=address,
             target_index=index,
             ip_index=ip_index,
@@ -164,7 +169,7 @@ def send_code(
             expires_at=now + dt.timedelta(seconds=_policy()["CODE_TTL_SECONDS"]),
         )
         queue_notice(
-            template="verification_code",
+            template=_TEMPLATES[purpose],
             member=member,
             channels=("sms",) if channel == Channel.PHONE else ("email",),
             context={"code": code, "minutes": _policy()["CODE_TTL_SECONDS"] // 60},
@@ -174,18 +179,60 @@ def send_code(
             "member.verification_sent",
             actor=audit.Actor.system(),
             subject=member,
-            details={"channel": channel, "code_id": row.pk},
+            details={"channel": channel, "code_id": row.pk, "purpose": purpose},
         )
     return row
 
 
-def _latest(member: Member, channel: str) -> VerificationCode | None:
+def _latest(member: Member, channel: str, purpose: str) -> VerificationCode | None:
     return (
         VerificationCode.objects.select_for_update()
-        .filter(member=member, channel=channel)
+        .filter(member=member, channel=channel, purpose=purpose)
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+def check_code(*, member: Member | None, channel: str, purpose: str, code: str) -> VerificationCode:
+    """The member's latest code for ``channel`` and ``purpose``, if ``code`` matches it and
+    it is unused, unexpired and has tries left; refused otherwise. A wrong code costs a try
+    even though the request fails: the count is committed in its own block before the
+    refusal is raised (docs/development.md, idempotency). ``member=None`` (an unknown
+    address) is refused exactly like a wrong code, so the answer does not tell whether the
+    address is known.
+    """
+    code = (code or "").strip()
+    refusal: ValidationFailed | None = None
+    with transaction.atomic():
+        row = _latest(member, channel, purpose) if member is not None else None
+        if row is None:
+            refusal = refuse("code", "code_invalid", _("The code is not correct."))
+        elif row.consumed_at is not None:
+            refusal = refuse("code", "code_used", _("This code was already used."))
+        elif row.attempts >= _policy()["MAX_ATTEMPTS"]:
+            refusal = refuse("code", "code_locked", _("Too many wrong tries; ask for a new code."))
+        elif row.expires_at <= clock.now():
+            refusal = refuse("code", "code_expired", _("The code has expired; ask for a new one."))
+        elif not (code.isdigit() and len(code) == 6 and code_matches(code, row.code_hash)):
+            row.attempts += 1
+            row.save(update_fields=["attempts"])
+            refusal = refuse("code", "code_invalid", _("The code is not correct."))
+    if refusal is not None:
+        raise refusal
+    assert row is not None
+    return row
+
+
+def consume(member: Member, checked: VerificationCode) -> VerificationCode:
+    """Mark a code that ``check_code`` passed used, inside the caller's transaction (which
+    holds the member's row lock). Refused when a parallel request used it first, or when a
+    newer code superseded it meanwhile: a code works once, and only while it is the latest."""
+    row = _latest(member, checked.channel, checked.purpose)
+    if row is None or row.pk != checked.pk or row.consumed_at is not None:
+        raise refuse("code", "code_used", _("This code was already used."))
+    row.consumed_at = clock.now()
+    row.save(update_fields=["consumed_at"])
+    return row
 
 
 def confirm_code(
@@ -200,32 +247,11 @@ def confirm_code(
     """
     _check_channel(channel)
     actor = actor or audit.Actor("member", str(member.user_id))
-    code = (code or "").strip()
-    limit = _policy()["MAX_ATTEMPTS"]
-    refusal: ValidationFailed | None = None
-    with transaction.atomic():
-        row = _latest(member, channel)
-        now = clock.now()
-        if row is None:
-            refusal = refuse("code", "code_invalid", _("The code is not correct."))
-        elif row.consumed_at is not None:
-            refusal = refuse("code", "code_used", _("This code was already used."))
-        elif row.attempts >= limit:
-            refusal = refuse("code", "code_locked", _("Too many wrong tries; ask for a new code."))
-        elif row.expires_at <= now:
-            refusal = refuse("code", "code_expired", _("The code has expired; ask for a new one."))
-        elif not (code.isdigit() and len(code) == 6 and code_matches(code, row.code_hash)):
-            row.attempts += 1
-            row.save(update_fields=["attempts"])
-            refusal = refuse("code", "code_invalid", _("The code is not correct."))
-    if refusal is not None:
-        raise refusal
-    assert row is not None
-
+    check_code(member=member, channel=channel, purpose=Purpose.VERIFY, code=code)
     try:
         with transaction.atomic():
             member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
-            row = _latest(member, channel)
+            row = _latest(member, channel, Purpose.VERIFY)
             assert row is not None
             if row.consumed_at is not None:  # a parallel confirm won the race
                 raise refuse("code", "code_used", _("This code was already used."))
