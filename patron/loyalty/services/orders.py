@@ -40,13 +40,13 @@ import json
 import re
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Case, Count, DecimalField, F, Q, Sum, Value, When
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import Q, Sum
 from django.utils.translation import gettext as _
 
 from patron.core import clock
@@ -901,37 +901,55 @@ class _Batch:
         }
 
     def _lock(self) -> dict[int, Account]:
-        """The items' members (``known``) and their accounts, locked in member-id order: on
-        PostgreSQL one statement when every member has an account (the common case).
+        """The items' members (``known``) and their accounts, locked in member-id order: one
+        statement when every member has an account (the common case).
         Accounts are created for members without one, but not for a cancelled member: a
         refusal writes nothing."""
         numbers = sorted({item.member for item in self.parsed.values()})
         known: dict[str, tuple[int, str]] = {}
         accounts: dict[int, Account] = {}
+        # The columns the batch reads (the others stay deferred: an account saved later
+        # saves only what was loaded), converted as the ORM converts them.
+        fields = [
+            Account._meta.get_field(name)
+            for name in ("member", "tier", "tier_since", "available", "pending", "debt")
+        ]
+        names = [f.attname for f in fields]
+        table = Account._meta.db_table
+        ops = connection.ops
+        converters = [
+            (
+                ops.get_db_converters(f.get_col(table)) + f.get_db_converters(connection),
+                f.get_col(table),
+            )
+            for f in fields
+        ]
+        columns = ", ".join("a." + connection.ops.quote_name(f.column) for f in fields)
+        # One parameter for all the numbers, not one per number to adapt and quote.
         if connection.vendor == "postgresql":
-            # The columns the batch reads (the others stay deferred: an account saved later
-            # saves only what was loaded).
-            fields = [
-                Account._meta.get_field(name)
-                for name in ("member", "tier", "tier_since", "available", "pending", "debt")
-            ]
-            names = [f.attname for f in fields]
-            columns = ", ".join("a." + connection.ops.quote_name(f.column) for f in fields)
-            members = connection.ops.quote_name(Member._meta.db_table)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT {columns}, m.number, m.status "  # noqa: S608
-                    f"FROM {connection.ops.quote_name(Account._meta.db_table)} a "
-                    f"JOIN {members} m ON m.id = a.member_id "
-                    # One array parameter, not one per number to adapt and quote.
-                    "WHERE m.number = ANY(%s::varchar[]) ORDER BY a.member_id FOR UPDATE OF a",
-                    [_pg_array(numbers)],
-                )
-                rows = cursor.fetchall()
-            for row in rows:
-                account = Account.from_db(connection.alias, names, row[:-2])
-                accounts[account.pk] = account
-                known[row[-2]] = (account.pk, row[-1])
+            where = "m.number = ANY(%s::varchar[]) ORDER BY a.member_id FOR UPDATE OF a"
+            numbers_param = _pg_array(numbers)
+        else:  # SQLite: the IMMEDIATE transaction already holds the database's write lock
+            where = "m.number IN (SELECT value FROM json_each(%s)) ORDER BY a.member_id"
+            numbers_param = json.dumps(numbers)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns}, m.number, m.status "  # noqa: S608
+                f"FROM {connection.ops.quote_name(table)} a "
+                f"JOIN {connection.ops.quote_name(Member._meta.db_table)} m"
+                f" ON m.id = a.member_id WHERE {where}",
+                [numbers_param],
+            )
+            rows = cursor.fetchall()
+        for row in rows:
+            values = []
+            for value, (field_converters, column) in zip(row, converters, strict=False):
+                for converter in field_converters:
+                    value = converter(value, column, connection)
+                values.append(value)
+            account = Account.from_db(connection.alias, names, values)
+            accounts[account.pk] = account
+            known[row[-2]] = (account.pk, row[-1])
         rest = [number for number in numbers if number not in known]
         if rest:
             found = {
@@ -1420,32 +1438,25 @@ def _insert_rows(model: type, objs: list, *, unique: str | None = None) -> list:
                 objs,
             )
         ]
-    elif unique is None:
-        instances = (
-            [model(**{f.attname: value(obj, f.attname) for f in fields}) for obj in objs]
-            if rows
-            else objs
-        )
-        model.objects.bulk_create(instances)
-        if rows:
-            for obj, instance in zip(objs, instances, strict=True):
-                obj["id"] = instance.pk
-        return objs
     else:
+        # SQLite: multi-row VALUES, no model instances (building and preparing those was
+        # most of a batch's time); values the driver takes as they are skip the ORM's prep.
+        prep = _preparers(model)
         statements = []
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         for first in range(0, len(objs), 500):
             chunk = objs[first : first + 500]
-            row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            params = []
+            for obj in chunk:
+                for f, prepare in prep:
+                    v = value(obj, f.attname)
+                    params.append(v if prepare is None else prepare(v))
             statements.append(
                 (
                     f"INSERT INTO {table} ({', '.join(names)}) VALUES "  # noqa: S608
                     + ", ".join([row] * len(chunk))
                     + f"{conflict} RETURNING {returning}",
-                    [
-                        f.get_db_prep_save(value(obj, f.attname), connection)
-                        for obj in chunk
-                        for f in fields
-                    ],
+                    params,
                     chunk,
                 )
             )
@@ -1468,6 +1479,35 @@ def _insert_rows(model: type, objs: list, *, unique: str | None = None) -> list:
                 obj._state.db = connection.alias
             written.append(obj)
     return written
+
+
+def _preparers(model: type) -> list[tuple[Any, Callable[[Any], Any] | None]]:
+    """Per insert field: None when the driver takes its values as they are, else a
+    function preparing one value as the ORM would. Those remember what they prepared:
+    a batch's rows share a few times (now, release, expiry), and preparing a time is the
+    costliest step left on SQLite."""
+    db = connections[connection.alias]  # not the per-access proxy: called per value
+    prepared = paid_order.prepared_fields(model)
+    return [
+        (f, _remembering(f, db) if f.attname in prepared else None)
+        for f in model._meta.concrete_fields
+        if not f.primary_key
+    ]
+
+
+def _remembering(field: Any, db: Any) -> Callable[[Any], Any]:
+    seen: dict[Any, Any] = {}
+
+    def prepare(v: Any) -> Any:
+        try:
+            return seen[v]
+        except KeyError:
+            seen[v] = out = field.get_db_prep_save(v, db)
+            return out
+        except TypeError:  # unhashable (a JSON value): prepared every time
+            return field.get_db_prep_save(v, db)
+
+    return prepare
 
 
 def _pg_array(values: list) -> str:
@@ -1579,20 +1619,10 @@ def figures_for(
         )
 
     start = window.window_start(at, rules)
-    counted = ~Q(status=CANCELLED)
     rows = (
         Order.objects.filter(members_in(Order, member_ids), paid_at__gt=start, paid_at__lte=at)
         .values("member_id")
-        .annotate(
-            spend=Sum(
-                Case(
-                    When(counted, then=F("amount") - F("refunded_amount")),
-                    default=Value(Decimal(0)),
-                    output_field=DecimalField(max_digits=16, decimal_places=2),
-                )
-            ),
-            orders=Count("id", filter=counted & Q(refunded_amount__lt=F("amount"))),
-        )
+        .annotate(**window.order_sums())
         .values_list("member_id", "spend", "orders")
     )
     found = {

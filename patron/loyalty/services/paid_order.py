@@ -79,16 +79,17 @@ class _Model:
         return out
 
 
-# Field types whose Python values psycopg sends as they are (the casts in the statement give
-# the column types): their ``get_db_prep_save`` changes nothing on PostgreSQL, and calling it
-# for every value was a fifth of the order path's CPU. Others (JSON) are prepared.
-_DRIVER_ADAPTS = frozenset(
+# Field types whose Python values the driver takes as they are: their ``get_db_prep_save``
+# changes nothing, and calling it for every value was a fifth of the order path's CPU.
+# PostgreSQL (psycopg; the casts in the statement give the column types) takes times and
+# decimals too; SQLite's driver takes decimals (Django registers their adapter) but not
+# aware times, which Django stores as naive UTC text. Others (JSON) are always prepared.
+_INTEGERS_AND_TEXT = frozenset(
     {
         "AutoField",
         "BigAutoField",
         "BigIntegerField",
         "CharField",
-        "DateTimeField",
         "DecimalField",
         "ForeignKey",
         "IntegerField",
@@ -99,6 +100,10 @@ _DRIVER_ADAPTS = frozenset(
         "TextField",
     }
 )
+_DRIVER_ADAPTS = {
+    "postgresql": _INTEGERS_AND_TEXT | {"DateTimeField"},
+    "sqlite": _INTEGERS_AND_TEXT,
+}
 
 
 @functools.cache
@@ -118,7 +123,7 @@ def _fields(model: type[Model], vendor: str) -> _Model:
         prepared=frozenset(
             f.attname
             for f in fields
-            if vendor != "postgresql" or f.get_internal_type() not in _DRIVER_ADAPTS
+            if f.get_internal_type() not in _DRIVER_ADAPTS.get(vendor, frozenset())
         ),
         converters=[
             (
@@ -129,6 +134,12 @@ def _fields(model: type[Model], vendor: str) -> _Model:
             for f in fields
         ],
     )
+
+
+def prepared_fields(model: type[Model]) -> frozenset[str]:
+    """The fields whose values need ``get_db_prep_save`` before this database's driver
+    takes them (see ``_DRIVER_ADAPTS``)."""
+    return _fields(model, connection.vendor).prepared
 
 
 def lock_account(number: str) -> tuple[Account, str] | None:
