@@ -164,17 +164,21 @@ def new_order(rng: random.Random, order_id: str, members: int, now: dt.datetime)
 def order_events(api_key: str, members: int, count: int, run_id: str) -> list[Request]:
     """The mix: 80% new paid orders for members drawn from all of them; 15% deliveries of
     paid orders and 5% refunds (half in full, half in part) of paid or delivered orders,
-    each of an order sent at least 400 events earlier and each a valid next state (an order
-    is delivered at most once and refunded at most once, never delivered after a refund)."""
+    each of an order whose previous state was sent at least 400 events earlier (so that the
+    16 clients cannot deliver them out of order) and each a valid next state (an order is
+    delivered at most once and refunded at most once, never delivered after a refund)."""
     rng = random.Random(f"orders-{run_id}")
     now = dt.datetime.now(dt.UTC)
     created: deque[tuple[int, dict]] = deque()  # (position, order), oldest first
+    shipped: deque[tuple[int, dict]] = deque()  # (position of the delivery, order)
     paid: list[dict] = []  # eligible for delivery or refund
     delivered: list[dict] = []  # eligible for refund
     requests = []
     for n in range(count):
         while created and created[0][0] <= n - 400:
             paid.append(created.popleft()[1])
+        while shipped and shipped[0][0] <= n - 400:
+            delivered.append(shipped.popleft()[1])
         roll = rng.random()
         if roll >= 0.95 and (paid or delivered):
             pool = delivered if delivered and (not paid or rng.random() < 0.75) else paid
@@ -185,7 +189,7 @@ def order_events(api_key: str, members: int, count: int, run_id: str) -> list[Re
         elif roll >= 0.80 and paid:
             order = dict(paid.pop(rng.randrange(len(paid))))
             order.update(status="delivered", delivered_at=(now - dt.timedelta(hours=1)).isoformat())
-            delivered.append(order)
+            shipped.append((n, order))
         else:
             order = new_order(rng, f"h{run_id}-{n}", members, now)
             created.append((n, order))

@@ -156,3 +156,34 @@ def test_tier2_bench_tier_aggregate_counts_every_account():
     out = tiers_sql(SPEC.as_of, repeat=1)
     assert sum(out["tiers"].values()) == 1_000
     assert set(out["tiers"]) <= {"regular", "silver", "gold", "diamond"}
+
+
+def test_ops2_bench_order_events_never_race_their_own_order():
+    """The order-event mix (benchmarks/loyalty.py): every state of an order follows its
+    previous state by at least 400 events, so 16 clients cannot send them out of order
+    (a refund overtaking its order's delivery was refused 409, rightly, in one run)."""
+    import json
+
+    from benchmarks.loyalty import order_events
+
+    requests = order_events("ptn_key", members=1_000, count=6_000, run_id="t")
+    last: dict[str, tuple[int, str]] = {}
+    kinds: dict[str, int] = {"paid": 0, "delivered": 0, "refunded": 0}
+    for n, request in enumerate(requests):
+        order_id = request.path.rsplit("/", 1)[1]
+        status = json.loads(request.body)["status"]
+        kinds[status] += 1
+        if order_id in last:
+            previous_n, previous = last[order_id]
+            assert n - previous_n >= 400, (order_id, previous, status)
+            assert (previous, status) in {
+                ("paid", "delivered"),
+                ("paid", "refunded"),
+                ("delivered", "refunded"),
+            }
+        else:
+            assert status == "paid"
+        last[order_id] = (n, status)
+    assert kinds["paid"] > 0.75 * len(requests)
+    assert kinds["delivered"] > 0.1 * len(requests)
+    assert kinds["refunded"] > 0.03 * len(requests)
