@@ -93,14 +93,9 @@ def sqlite_database(path: Path) -> dict:
             # failing with "database is locked" halfway through a transaction.
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
-            # wal_autocheckpoint 10,000 pages (40 MB of WAL) instead of 1,000: a checkpoint
-            # copies each changed page once, so a page changed by many writes between two
-            # checkpoints is written once, not each time (measured: a 1,000-order batch
-            # 12% faster, the quarterly tier evaluation 10%; docs/scaling.md).
             "init_command": (
                 "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
                 "PRAGMA foreign_keys=ON;PRAGMA busy_timeout=20000;"
-                "PRAGMA wal_autocheckpoint=10000;"
             ),
         },
         "TEST": {"NAME": str(path.with_name(path.stem + "-test.sqlite3"))},
