@@ -129,21 +129,9 @@ class DateInput(forms.DateInput):
         super().__init__(attrs=attrs, format="%Y-%m-%d")
 
 
-class RegistrationForm(PortalForm):
-    """REG-1, REG-2, REG-5: one form for both kinds; ``kind`` picks the fields shown.
+class NewPasswordForm(PortalForm):
+    """A new password typed twice (the policy itself is the service's)."""
 
-    The consent boxes are built from the current documents so the versions the member saw
-    are exactly the versions recorded.
-    """
-
-    service_field_map = {"accepted": "accept_terms"}
-
-    username = forms.CharField(
-        label=_("Username"),
-        max_length=32,
-        help_text=_("3 to 32 letters, digits or underscores; used to sign in."),
-        widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
-    )
     password = forms.CharField(
         label=_("Password"),
         strip=False,
@@ -154,6 +142,31 @@ class RegistrationForm(PortalForm):
         label=_("Password (again)"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self):
+        data = super().clean()
+        first, second = data.get("password"), data.get("password_again")
+        if first and second and first != second:
+            self.add_error("password_again", _("The two passwords do not match."))
+        return data
+
+
+class RegistrationForm(NewPasswordForm):
+    """REG-1, REG-2, REG-5: one form for both kinds; ``kind`` picks the fields shown.
+
+    The consent boxes are built from the current documents so the versions the member saw
+    are exactly the versions recorded.
+    """
+
+    service_field_map = {"accepted": "accept_terms"}
+    field_order = ["username", "password", "password_again"]
+
+    username = forms.CharField(
+        label=_("Username"),
+        max_length=32,
+        help_text=_("3 to 32 letters, digits or underscores; used to sign in."),
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
     )
     # individual
     name = forms.CharField(
@@ -254,13 +267,6 @@ class RegistrationForm(PortalForm):
         if "accept_terms" not in self.fields:
             self.service_field_map = {"accepted": "__all__"}
 
-    def clean(self):
-        data = super().clean()
-        first, second = data.get("password"), data.get("password_again")
-        if first and second and first != second:
-            self.add_error("password_again", _("The two passwords do not match."))
-        return data
-
     @property
     def accepted(self) -> list[str]:
         return [
@@ -305,26 +311,15 @@ class PasswordResetRequestForm(PortalForm):
     )
 
 
-class PasswordResetForm(CodeForm):
+class PasswordResetForm(CodeForm, NewPasswordForm):
     """The reset code and the new password, typed twice."""
 
-    password = forms.CharField(
-        label=_("New password"),
-        strip=False,
-        help_text=_("At least 8 characters; avoid common passwords and your own details."),
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    password_again = forms.CharField(
-        label=_("New password again"),
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
+    field_order = ["code", "password", "password_again"]
 
-    def clean(self):
-        data = super().clean()
-        if data.get("password") and data.get("password") != data.get("password_again"):
-            self.add_error("password_again", _("The two passwords do not match."))
-        return data
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["password"].label = _("New password")
+        self.fields["password_again"].label = _("New password again")
 
 
 class ProfileForm(PortalForm):
