@@ -957,11 +957,6 @@ def render(
         "on an identical copy made after the tier job (`CREATE DATABASE ... TEMPLATE` on "
         "PostgreSQL, the SQLite backup API). The two ledgers are compared afterwards.",
         "- **verify_ledger** (`patron.loyalty.verify`) runs after each job and after the SQL.",
-        "- **SQLite's WAL** is checkpointed before each timed job and baseline "
-        "(`benchmarks.loyalty_data.settle`): SQLite checkpoints in the connection whose commit "
-        "crosses the threshold, so the job, never the read-only baseline, would otherwise pay "
-        "for the writes of the order-event and batch phases before it. PostgreSQL's "
-        "checkpointer is a background process and charges neither.",
         "",
     ]
     for run in runs.values():

@@ -820,7 +820,6 @@ def tiers_sql(as_of: dt.date, repeat: int = 2) -> dict[str, Any]:
     d = Dialect(connection.vendor)
     sql = f"SELECT tier, COUNT(*) FROM ({tier_aggregate_sql(rules)}) x GROUP BY tier"
     runs, tiers = [], {}
-    settle()
     for _ in range(repeat):
         started = time.perf_counter()
         with connection.cursor() as cursor:
@@ -870,7 +869,6 @@ def expire_sql(as_of: dt.date) -> dict[str, Any]:
     d = Dialect(connection.vendor)
     cutoff = d.param(local_midnight(as_of, rules.time_zone))
     now = d.param(clock.now())
-    settle()
     started = time.perf_counter()
     extensions = [
         (
@@ -958,25 +956,10 @@ def _jobs() -> Any:
     return jobs
 
 
-def settle() -> None:
-    """Before a timed job or baseline on SQLite: checkpoint the WAL the earlier phases left
-    (order events, batches), so that neither side pays for their writes. SQLite
-    checkpoints in the connection whose commit crosses the threshold, which would be the
-    job's, never the read-only baseline's; PostgreSQL's checkpointer is a background
-    process that charges neither."""
-    from django.db import connection
-
-    # Not inside a transaction (the tests run these in one): SQLite cannot checkpoint there.
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
 def run_job(name: str, as_of: dt.date) -> dict[str, Any]:
     """Call ``patron.loyalty.jobs.<name>(as_of=...)`` and time it."""
     jobs = _jobs()
     fn = getattr(jobs, name)
-    settle()
     started = time.perf_counter()
     result = fn(as_of=as_of)
     seconds = time.perf_counter() - started
