@@ -2,13 +2,13 @@
 
 Two steps, each its own request:
 
-1. ``request_reset(key, ip)``, ``key`` being ``phone_key(phone)``: when the phone is an
-   active or frozen member's *verified* phone, a 6-digit code goes to it: a
-   ``VerificationCode`` with purpose ``password_reset``, with the lifetime, tries and
-   throttles of every code (the throttles count all of a member's codes, so resets cannot
-   flood a phone past the caps). The caller learns
-   nothing about the phone: the answer is the same whether it belongs to a member or not,
-   and whether a throttle held the code back or not (no account enumeration).
+1. ``request_reset(key, ip)``, ``key`` being ``phone_key(phone)``: the task worker looks
+   the phone up, and when it is an active or frozen member's *verified* phone, a 6-digit
+   code goes to it: a ``VerificationCode`` with purpose ``password_reset``, with the
+   lifetime, tries and throttles of every code (the throttles count all of a member's
+   codes, so resets cannot flood a phone past the caps). The caller learns nothing about
+   the phone: the answer, and the time it takes, are the same whether it belongs to a
+   member or not, and whether a throttle held the code back or not (no enumeration).
 2. ``reset_password(key, code, password)``: the latest reset code must match; a wrong
    one costs a try, and an unknown phone fails like a wrong code. The new password meets
    the policy (a refusal leaves the code usable). Then, in one transaction, the code is
@@ -60,18 +60,29 @@ def _member(key: str) -> Member | None:
 
 
 def request_reset(*, key: str, ip: str | None = None) -> None:
-    """Send a reset code when ``key`` (``phone_key``) is a member's verified phone;
-    otherwise do nothing. Never raises for an unknown phone or a throttle: the caller
-    answers the same either way."""
+    """Ask for a reset code for ``key`` (``phone_key``). The lookup and the sending happen in
+    the task worker (``send_reset_code``): this request costs the same whether the phone is
+    a member's or not, so its timing does not tell either. The task gets the IP's blind
+    index, never the address."""
+    from patron.members.tasks import send_password_reset_code
+
+    send_password_reset_code.enqueue(key, blind_index(ip, "ip") if ip else "")
+
+
+def send_reset_code(*, key: str, ip_index: str = "") -> bool:
+    """Send a reset code when ``key`` is a member's verified phone; otherwise do nothing.
+    Never raises for an unknown phone or a throttle (nobody waits for the answer, and the
+    caller's answer was the same either way). True when a code was sent."""
     member = _member(key)
     if member is None:
-        return
+        return False
     try:
-        verification.send_code(member=member, channel=PHONE, ip=ip, purpose=PURPOSE)
+        verification.send_code(member=member, channel=PHONE, ip_index=ip_index, purpose=PURPOSE)
     except RateLimited:
-        # The member already has a fresh code, or the caps are reached: saying so would
-        # tell the caller that the phone is a member's. Logged by id only.
+        # The member already has a fresh code, or the caps are reached. Logged by id only.
         logger.info("password reset code held back by a throttle", extra={"member": member.pk})
+        return False
+    return True
 
 
 def reset_password(*, key: str, code: str, password: str) -> Member:

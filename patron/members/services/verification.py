@@ -134,12 +134,14 @@ def send_code(
     ip: str | None = None,
     target: str | None = None,
     purpose: str = Purpose.VERIFY,
+    ip_index: str | None = None,
 ) -> VerificationCode:
     """Create a code for the member's phone or email (or a new ``target``) and send it.
 
     Raises ``RateLimited`` when a throttle applies, ``ValidationFailed`` when there is no
     address to send to. Must run in (or opens) one transaction with the outbox row. The
     throttles count every code of the member and address, whatever its ``purpose``.
+    ``ip_index`` is the blind index of ``ip``, for a caller that kept only that.
     """
     _check_channel(channel)
     if member.status == Member.Status.CANCELLED:
@@ -149,7 +151,8 @@ def send_code(
     else:
         address = _current_address(member, channel)
     index = target_key(channel, address)
-    ip_index = blind_index(ip, "ip") if ip else ""
+    if ip_index is None:
+        ip_index = blind_index(ip, "ip") if ip else ""
     code = new_code()
     with transaction.atomic():
         # Serialise senders for one member so two parallel requests cannot both pass the

@@ -140,6 +140,36 @@ def test_auth_1_no_code_for_a_phone_that_cannot_reset(status):
     assert _state(member) == before
 
 
+def test_auth_1_the_request_costs_the_same_for_any_phone(settings):
+    """The request only queues a task with the phone's and the IP's blind indexes, whatever
+    the phone: it writes and looks up nothing a caller could time. The worker sends the
+    code, and only for a member's verified phone."""
+    from django_tasks import default_task_backend
+
+    from patron.members.tasks import send_password_reset_code
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    member = make_member(username="timed")
+    before = _state(member)
+    unknown = password_reset.phone_key("+8613999999999")
+
+    password_reset.request_reset(key=_key(member), ip="203.0.113.9")
+    password_reset.request_reset(key=unknown, ip="203.0.113.9")
+
+    queued = default_task_backend.results
+    assert [r.task.func for r in queued] == [send_password_reset_code.func] * 2
+    assert [len(r.args) for r in queued] == [2, 2]
+    assert "203.0.113.9" not in str([r.args for r in queued])
+    assert member.phone not in str([r.args for r in queued])
+    assert VerificationCode.objects.count() == 0 and _state(member) == before
+
+    sent = [send_password_reset_code.call(*r.args) for r in queued]  # the worker's turn
+
+    assert sent == [True, False]
+    assert VerificationCode.objects.get().member_id == member.pk
+    assert VerificationCode.objects.get().ip_index == queued[0].args[1] != ""
+
+
 def test_auth_1_unknown_phone_sends_nothing_and_fails_like_a_wrong_code():
     member = make_member(username="bystander")
     before = _state(member)
