@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Field, Model
 
 from patron.core import clock
@@ -142,22 +142,73 @@ def prepared_fields(model: type[Model]) -> frozenset[str]:
     return _fields(model, connection.vendor).prepared
 
 
+@functools.cache
+def _account_reads(names: tuple[str, ...] | None, vendor: str) -> tuple[str, list, list]:
+    """(select list, attribute names, (converters, column) per field) for the account
+    fields ``names`` (None: all of them)."""
+    table = Account._meta.db_table
+    fields = [
+        f
+        for f in Account._meta.concrete_fields
+        if not f.primary_key and (names is None or f.name in names)
+    ]
+    return (
+        ", ".join(f"a.{connection.ops.quote_name(f.column)}" for f in fields),
+        ["member_id", *(f.attname for f in fields)],
+        [
+            (
+                connection.ops.get_db_converters(f.get_col(table))
+                + f.get_db_converters(connection),
+                f.get_col(table),
+            )
+            for f in fields
+        ],
+    )
+
+
+def accounts_sql(where: str, names: tuple[str, ...] | None = None) -> str:
+    """``SELECT`` of the accounts whose members match ``where`` (aliases ``a`` for the
+    account, ``m`` for the member), in member-id order and locked on PostgreSQL (on SQLite
+    the ``BEGIN IMMEDIATE`` already holds the write lock); read each row with
+    ``account_reader`` of the same ``names`` (the fields to load; None: all, the others
+    stay deferred). The one order path and the batch lock accounts through it."""
+    columns, _names, _converters = _account_reads(names, connection.vendor)
+    lock = " FOR UPDATE OF a" if connection.vendor == "postgresql" else ""
+    return (
+        f"SELECT a.member_id, {columns}, m.number, m.status FROM loyalty_account a"  # noqa: S608
+        f" JOIN members_member m ON m.id = a.member_id WHERE {where}"
+        f" ORDER BY a.member_id{lock}"
+    )
+
+
+def account_reader(
+    names: tuple[str, ...] | None = None,
+) -> Callable[[tuple], tuple[Account, str, str]]:
+    """A function reading an ``accounts_sql`` row (same ``names``) as (the account,
+    converted as the ORM converts it, the member's number, the member's status)."""
+    _columns, attnames, converters = _account_reads(names, connection.vendor)
+    db = connections[connection.alias]  # not the per-access proxy: called per row
+    alias = db.alias
+
+    def read(row: tuple) -> tuple[Account, str, str]:
+        values = [row[0]]
+        for value, (field_converters, column) in zip(row[1:-2], converters, strict=True):
+            for converter in field_converters:
+                value = converter(value, column, db)
+            values.append(value)
+        return Account.from_db(alias, attnames, values), row[-2], row[-1]
+
+    return read
+
+
 def lock_account(number: str) -> tuple[Account, str] | None:
     """The member's account, locked, and the member's status, or None when the member has
-    no account yet (SQLite: the ``BEGIN IMMEDIATE`` already holds the write lock)."""
-    account = _fields(Account, connection.vendor)
-    lock = " FOR UPDATE OF a" if connection.vendor == "postgresql" else ""
-    columns = ", ".join(f"a.{c}" for c in account.columns.split(", "))
-    row = _fetchone(
-        f"SELECT a.member_id, {columns}, m.status FROM loyalty_account a"  # noqa: S608
-        f" JOIN members_member m ON m.id = a.member_id WHERE m.number = %s{lock}",
-        [number],
-    )
+    no account yet."""
+    row = _fetchone(accounts_sql("m.number = %s"), [number])
     if row is None:
         return None
-    names = ["member_id", *(f.attname for f, _placeholder in account.fields)]
-    values = [row[0], *account.convert(row[1:-1])]
-    return Account.from_db(connection.alias, names, values), row[-1]
+    account, _number, status = account_reader()(row)
+    return account, status
 
 
 def _fetchone(sql: str, params: list) -> tuple | None:
