@@ -250,15 +250,14 @@ def confirm_code(
     """
     _check_channel(channel)
     actor = actor or audit.Actor("member", str(member.user_id))
-    check_code(member=member, channel=channel, purpose=Purpose.VERIFY, code=code)
+    checked = check_code(member=member, channel=channel, purpose=Purpose.VERIFY, code=code)
     try:
         with transaction.atomic():
             member = Member.objects.select_for_update().select_related("user").get(pk=member.pk)
-            row = _latest(member, channel, Purpose.VERIFY)
-            assert row is not None
-            if row.consumed_at is not None:  # a parallel confirm won the race
-                raise refuse("code", "code_used", _("This code was already used."))
-            _apply(member, row, actor, now=clock.now())
+            # A parallel confirm may have used the code meanwhile; a refusal below rolls
+            # the use back with everything else.
+            row = consume(member, checked)
+            _apply(member, row, actor, now=row.consumed_at)
     except IntegrityError as exc:
         # The address was taken between our check and the write (a parallel registration).
         raise _taken(channel) from exc
@@ -277,6 +276,7 @@ def _taken(channel: str) -> Conflict:
 
 
 def _apply(member: Member, row: VerificationCode, actor: audit.Actor, *, now: dt.datetime) -> None:
+    """Apply what a used code proves (``row`` is already marked used)."""
     from patron.members.services.status import transition
 
     if member.status == Member.Status.CANCELLED:
@@ -288,8 +288,6 @@ def _apply(member: Member, row: VerificationCode, actor: audit.Actor, *, now: dt
         clash = Member.objects.filter(**{index_field: row.target_index}).exclude(pk=member.pk)
         if clash.exists():
             raise _taken(row.channel)
-    row.consumed_at = now
-    row.save(update_fields=["consumed_at"])
     fields = ["updated_at"]
     if row.channel == Channel.PHONE:
         member.phone = row.target
