@@ -33,7 +33,12 @@ def member_by_phone(phone: str) -> Member | None:
     normalized = normalize.phone_or_none(phone)
     if normalized is None:
         return None
-    return _unique(phone_index=blind_index(normalized, "phone"))
+    return member_by_phone_index(blind_index(normalized, "phone"))
+
+
+def member_by_phone_index(index: str) -> Member | None:
+    """By the phone's blind index, for callers that keep only that (the password reset)."""
+    return _unique(phone_index=index) if index else None
 
 
 def member_by_email(email: str) -> Member | None:

@@ -29,10 +29,11 @@ from patron.core import audit
 from patron.core.audit import Actor
 from patron.core.crypto import blind_index
 from patron.core.exceptions import RateLimited
-from patron.members import normalize
+from patron.members import normalize, selectors
 from patron.members.models import Member, VerificationCode
 from patron.members.services import passwords, signin, verification
 from patron.members.services._common import refuse
+from patron.members.tasks import send_password_reset_code
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def phone_key(phone: str) -> str:
 
 
 def _member(key: str) -> Member | None:
-    member = Member.objects.select_related("user").filter(phone_index=key).first() if key else None
+    member = selectors.member_by_phone_index(key)
     if member is None or member.status not in _MAY_RESET or member.phone_verified_at is None:
         return None
     return member
@@ -64,8 +65,6 @@ def request_reset(*, key: str, ip: str | None = None) -> None:
     the task worker (``send_reset_code``): this request costs the same whether the phone is
     a member's or not, so its timing does not tell either. The task gets the IP's blind
     index, never the address."""
-    from patron.members.tasks import send_password_reset_code
-
     send_password_reset_code.enqueue(key, blind_index(ip, "ip") if ip else "")
 
 
