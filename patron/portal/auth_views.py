@@ -296,12 +296,13 @@ RESET_RATE_LIMIT = {"password_reset": "10/m/ip"}
 
 
 def _reset_throttled(
-    request: HttpRequest, template: str, form: PasswordResetRequestForm | PasswordResetForm
-) -> HttpResponse | None:
+    request: HttpRequest, form: PasswordResetRequestForm | PasswordResetForm
+) -> bool:
+    """True (and the form says why) when this address has used up its attempts."""
     if ratelimit.consume(request, app="patron", action="password_reset", config=RESET_RATE_LIMIT):
-        return None
+        return False
     form.add_error(None, _("Too many attempts from your network; wait a minute and try again."))
-    return render(request, template, {"form": form}, status=429)
+    return True
 
 
 @never_cache
@@ -312,20 +313,21 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("portal:security")
     form = PasswordResetRequestForm(request.POST or None)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        refused = _reset_throttled(request, "portal/password_reset.html", form)
-        if refused is not None:
-            return refused
-        try:
-            key = reset_service.phone_key(form.cleaned_data["phone"])
-        except PatronError as exc:
-            form.apply_service_errors(exc)
+        if _reset_throttled(request, form):
+            status = 429
         else:
-            reset_service.request_reset(key=key, ip=client_ip(request))
-            # Only the phone's blind index is kept between the steps, never the number.
-            request.session[SESSION_RESET_KEY] = key
-            return redirect("portal:password_reset_confirm")
-    return render(request, "portal/password_reset.html", {"form": form})
+            try:
+                key = reset_service.phone_key(form.cleaned_data["phone"])
+            except PatronError as exc:
+                form.apply_service_errors(exc)
+            else:
+                reset_service.request_reset(key=key, ip=client_ip(request))
+                # Only the phone's blind index is kept between the steps, never the number.
+                request.session[SESSION_RESET_KEY] = key
+                return redirect("portal:password_reset_confirm")
+    return render(request, "portal/password_reset.html", {"form": form}, status=status)
 
 
 @never_cache
@@ -338,20 +340,22 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
     if not key:
         return redirect("portal:password_reset")
     form = PasswordResetForm(request.POST or None)
-    template = "portal/password_reset_confirm.html"
+    status = 200
     if request.method == "POST" and form.is_valid():
-        refused = _reset_throttled(request, template, form)
-        if refused is not None:
-            return refused
-        try:
-            reset_service.reset_password(
-                key=key, code=form.cleaned_data["code"], password=form.cleaned_data["password"]
-            )
-        except PatronError as exc:
-            form.apply_service_errors(exc)
+        if _reset_throttled(request, form):
+            status = 429
         else:
-            request.session.pop(SESSION_RESET_KEY, None)
-            messages.success(request, _("Your password is changed. Sign in with the new password."))
-            return redirect("account_login")
+            try:
+                reset_service.reset_password(
+                    key=key, code=form.cleaned_data["code"], password=form.cleaned_data["password"]
+                )
+            except PatronError as exc:
+                form.apply_service_errors(exc)
+            else:
+                request.session.pop(SESSION_RESET_KEY, None)
+                messages.success(
+                    request, _("Your password is changed. Sign in with the new password.")
+                )
+                return redirect("account_login")
     context = {"form": form, "minutes": settings.PATRON_VERIFICATION["CODE_TTL_SECONDS"] // 60}
-    return render(request, template, context)
+    return render(request, "portal/password_reset_confirm.html", context, status=status)
