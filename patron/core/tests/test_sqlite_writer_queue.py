@@ -13,6 +13,7 @@ import pytest
 from django.db.utils import ConnectionHandler
 
 from config.env import sqlite_database
+from patron.core.db.sqlite3 import base as sqlite_base
 from patron.core.db.sqlite3.base import DatabaseWrapper
 
 pytestmark = pytest.mark.django_db  # lets the test open a connection (its own database)
@@ -72,3 +73,58 @@ def test_ops_4_rollback_and_close_give_the_queue_back(wrapper, tmp_path):
     with wrapper.cursor() as cursor:  # reconnects and works as before
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+def _fill(connection: DatabaseWrapper, rows: int) -> None:
+    """One write transaction of about ``rows`` pages (a 3 KB row per 4 KB page)."""
+    begin(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS big (b BLOB)")
+        cursor.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s)"
+            " INSERT INTO big SELECT randomblob(3000) FROM n",
+            [rows],
+        )
+    connection.commit()
+    connection.set_autocommit(True)
+
+
+def test_ops_4_frames_waiting_reads_what_sqlite_counts(wrapper, tmp_path):
+    """The WAL index's counters as SQLite itself reports them (``wal_checkpoint`` answers
+    busy, frames in the log, frames copied)."""
+    import sqlite3
+
+    _fill(wrapper, 20)
+    waiting = wrapper._frames_waiting()
+    assert 20 <= waiting < sqlite_base.CHECKPOINT_FRAMES
+    other = sqlite3.connect(tmp_path / "q.sqlite3")
+    try:
+        busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        other.close()
+    assert (busy, log, copied) == (0, waiting, waiting)
+    assert wrapper._frames_waiting() == 0
+
+
+def test_ops_4_a_big_commit_is_checkpointed_after_the_queue_is_free(wrapper, tmp_path):
+    """A commit leaving CHECKPOINT_FRAMES or more frames in the WAL copies them into the
+    database before it returns, but only once the queue is free for the next writer: SQLite's
+    own checkpoint (at AUTOCHECKPOINT_FRAMES) would run with the queue held."""
+    queue = tmp_path / "q.sqlite3-writers.lock"
+    wrapper.ensure_connection()
+    (autocheckpoint,) = wrapper.connection.execute("PRAGMA wal_autocheckpoint").fetchone()
+    assert autocheckpoint == sqlite_base.AUTOCHECKPOINT_FRAMES
+    queued_at_checkpoint = []
+
+    def trace(statement: str) -> None:
+        if "wal_checkpoint" in statement:
+            queued_at_checkpoint.append(_queue_is_taken(queue))
+
+    wrapper.connection.set_trace_callback(trace)
+    _fill(wrapper, 100)  # below the threshold: no checkpoint
+    assert queued_at_checkpoint == []
+    assert wrapper._frames_waiting() >= 100
+    # Enough for our threshold, not for SQLite's own.
+    _fill(wrapper, sqlite_base.CHECKPOINT_FRAMES + 200)
+    assert queued_at_checkpoint == [False]
+    assert wrapper._frames_waiting() == 0

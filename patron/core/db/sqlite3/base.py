@@ -11,19 +11,45 @@ outside a transaction (autocommit) still use SQLite's own busy handler.
 
 The file lock is per open file, so threads of one process queue on it as processes do.
 In-memory databases have no file and no queue.
+
+Checkpoints run after the queue is left. SQLite's own automatic checkpoint runs inside the
+COMMIT call, after SQLite has released its write lock but while this process still holds the
+queue, so every waiting writer would also wait for the checkpoint's page copies and fsyncs
+(measured: 55 ms at the commit of a 1,000-order batch). Instead, after leaving the queue, a
+connection reads the WAL's frame counters from the shared-memory index and runs a PASSIVE
+checkpoint once ``CHECKPOINT_FRAMES`` frames are waiting; PASSIVE never blocks writers or
+readers, so the next writer works while this one copies pages. SQLite's automatic checkpoint
+stays on, at a higher threshold (``AUTOCHECKPOINT_FRAMES``), for writes made outside a
+transaction, which never pass through the queue.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import sqlite3
+import struct
 
 from django.db.backends.sqlite3 import base
+
+logger = logging.getLogger(__name__)
+
+# SQLite's default automatic checkpoint threshold, now applied outside the queue.
+CHECKPOINT_FRAMES = 1000
+AUTOCHECKPOINT_FRAMES = 4 * CHECKPOINT_FRAMES
+
+# The WAL-index (``-shm``) header, in native byte order (sqlite.org/walformat.html): the
+# last valid frame (``mxFrame``) at byte 16, the frames already copied to the database
+# (``nBackfill``) at byte 96.
+_MX_FRAME = struct.Struct("=I")
+_MX_FRAME_AT, _BACKFILL_AT = 16, 96
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _queue_fd: int | None = None
     _queued = False
+    _index_fd: int | None = None
 
     def _queue_path(self) -> str | None:
         name = str(self.settings_dict["NAME"])
@@ -56,10 +82,45 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise
 
     def _commit(self) -> None:
+        queued = self._queued
         try:
             super()._commit()
         finally:
             self._leave_queue()
+        if queued:
+            self._checkpoint_if_due()
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        self.connection.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_FRAMES}")
+
+    def _frames_waiting(self) -> int:
+        """WAL frames not yet copied into the database (0 when there is no WAL index)."""
+        if self._index_fd is None:
+            path = self._queue_path()
+            if path is None:
+                return 0
+            try:
+                self._index_fd = os.open(str(self.settings_dict["NAME"]) + "-shm", os.O_RDONLY)
+            except OSError:
+                return 0
+        header = os.pread(self._index_fd, _BACKFILL_AT + 4, 0)
+        if len(header) < _BACKFILL_AT + 4:
+            return 0
+        (last,) = _MX_FRAME.unpack_from(header, _MX_FRAME_AT)
+        (copied,) = _MX_FRAME.unpack_from(header, _BACKFILL_AT)
+        return last - copied
+
+    def _checkpoint_if_due(self) -> None:
+        # Read without SQLite's locks: a torn read only moves a checkpoint by one commit.
+        if self.connection is None or self._frames_waiting() < CHECKPOINT_FRAMES:
+            return
+        try:
+            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            # The commit stands; a checkpoint that failed is tried again after the next one
+            # (SQLite ignores its own automatic checkpoint's errors the same way).
+            logger.warning("sqlite_checkpoint_failed", exc_info=True)
 
     def _rollback(self) -> None:
         try:
@@ -72,6 +133,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             super()._close()
         finally:
             self._leave_queue()
-            if self._queue_fd is not None:
-                os.close(self._queue_fd)
-                self._queue_fd = None
+            for name in ("_queue_fd", "_index_fd"):
+                fd = getattr(self, name)
+                if fd is not None:
+                    os.close(fd)
+                    setattr(self, name, None)
