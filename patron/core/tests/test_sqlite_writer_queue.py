@@ -30,13 +30,17 @@ def _queue_is_taken(path: Path) -> bool:
     return False
 
 
+def _wrapper(database: dict, alias: str) -> DatabaseWrapper:
+    """A connection to ``database`` (as ``sqlite_database`` describes it), settings completed
+    as Django completes them."""
+    settings = ConnectionHandler({"default": database}).settings["default"]
+    assert settings["ENGINE"] == "patron.core.db.sqlite3"
+    return DatabaseWrapper(settings, alias=alias)
+
+
 @pytest.fixture
 def wrapper(tmp_path):
-    settings = ConnectionHandler({"default": sqlite_database(tmp_path / "q.sqlite3")}).settings[
-        "default"
-    ]
-    assert settings["ENGINE"] == "patron.core.db.sqlite3"
-    connection = DatabaseWrapper(settings, alias="q")
+    connection = _wrapper(sqlite_database(tmp_path / "q.sqlite3"), "q")
     yield connection
     connection.close()
 
@@ -128,3 +132,26 @@ def test_ops_4_a_big_commit_is_checkpointed_after_the_queue_is_free(wrapper, tmp
     _fill(wrapper, sqlite_base.CHECKPOINT_FRAMES + 200)
     assert queued_at_checkpoint == [False]
     assert wrapper._frames_waiting() == 0
+
+
+def test_ops_4_each_connection_gets_the_configured_page_cache(tmp_path, monkeypatch):
+    """``PATRON_SQLITE_CACHE_MB`` sets every connection's page cache (SQLite's default is
+    2 MB); a value below 1 is refused at start-up, before any connection opens."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    def cache_of(database: dict) -> int:
+        connection = _wrapper(database, "c")
+        try:
+            connection.ensure_connection()
+            return connection.connection.execute("PRAGMA cache_size").fetchone()[0]
+        finally:
+            connection.close()
+
+    monkeypatch.delenv("PATRON_SQLITE_CACHE_MB", raising=False)
+    assert cache_of(sqlite_database(tmp_path / "a.sqlite3")) == -64 * 1024  # KiB when negative
+    monkeypatch.setenv("PATRON_SQLITE_CACHE_MB", "16")
+    assert cache_of(sqlite_database(tmp_path / "b.sqlite3")) == -16 * 1024
+    monkeypatch.setenv("PATRON_SQLITE_CACHE_MB", "0")
+    with pytest.raises(ImproperlyConfigured, match="SQLITE_CACHE_MB"):
+        sqlite_database(tmp_path / "c.sqlite3")
+    assert not (tmp_path / "c.sqlite3").exists()
