@@ -610,7 +610,7 @@ def bench_database(
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
         return results[name]
 
-    # The job's baseline: the aggregate of the same window, twice (the second warm).
+    # The job's baseline: the aggregate of the same window, twice (the second on a warm OS cache).
     step("tiers_sql", lambda: _data_command(env, target.var_dir, "tiers-sql", as_of))
     step("tiers_job", lambda: _data_command(env, target.var_dir, "tiers-job", as_of))
 
@@ -949,8 +949,10 @@ def render(
         "- **evaluate-tiers**: `patron.loyalty.jobs.evaluate_tiers(as_of=...)` in a process of "
         "its own; the baseline is one hand-written SQL statement computing every account's "
         "qualified tier over the same window (spend, orders and loyalty score as "
-        "`patron.loyalty.figures` defines them), counted per tier, run twice (the faster "
-        "counts). The as-of date is the latest quarterly evaluation date.",
+        "`patron.loyalty.figures` defines them), counted per tier, run twice, each on a new "
+        "connection like the job's (the faster counts: the operating system's cache is "
+        "warm, a connection's own cache is not). The as-of date is the latest quarterly "
+        "evaluation date.",
         "- **expire-points**: `patron.loyalty.jobs.expire_points(as_of=...)`; the baseline is "
         "hand-written SQL making the same writes (an `expire` entry and an allocation per "
         "lot, lots zeroed and expired, accounts' available reduced) in one transaction, run "
