@@ -155,3 +155,27 @@ def test_ops_4_each_connection_gets_the_configured_page_cache(tmp_path, monkeypa
     with pytest.raises(ImproperlyConfigured, match="SQLITE_CACHE_MB"):
         sqlite_database(tmp_path / "c.sqlite3")
     assert not (tmp_path / "c.sqlite3").exists()
+
+
+def test_ops_4_a_checkpoint_that_fails_does_not_fail_the_commit(wrapper, tmp_path, caplog):
+    """The checkpoint runs after the commit: if reading the WAL index fails (here its file
+    descriptor is gone), the commit stands, is visible to others, and a warning is logged."""
+    import sqlite3
+
+    _fill(wrapper, 10)
+    assert wrapper._frames_waiting() > 0  # the WAL index is open
+    os.close(wrapper._index_fd)  # an OS failure, as a broken mount would give
+    try:
+        with caplog.at_level("WARNING", logger="patron.core.db.sqlite3.base"):
+            _fill(wrapper, sqlite_base.CHECKPOINT_FRAMES + 10)
+    finally:
+        wrapper._index_fd = None  # already closed
+    assert "sqlite_checkpoint_failed" in caplog.text
+    other = sqlite3.connect(tmp_path / "q.sqlite3")
+    try:
+        assert other.execute("SELECT COUNT(*) FROM big").fetchone() == (
+            sqlite_base.CHECKPOINT_FRAMES + 20,
+        )
+    finally:
+        other.close()
+    assert not _queue_is_taken(tmp_path / "q.sqlite3-writers.lock")

@@ -97,12 +97,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _frames_waiting(self) -> int:
         """WAL frames not yet copied into the database (0 when there is no WAL index)."""
         if self._index_fd is None:
-            path = self._queue_path()
-            if path is None:
+            if self._queue_path() is None:  # in memory: no WAL
                 return 0
             try:
                 self._index_fd = os.open(str(self.settings_dict["NAME"]) + "-shm", os.O_RDONLY)
-            except OSError:
+            except FileNotFoundError:  # not in WAL mode
                 return 0
         header = os.pread(self._index_fd, _BACKFILL_AT + 4, 0)
         if len(header) < _BACKFILL_AT + 4:
@@ -112,14 +111,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return last - copied
 
     def _checkpoint_if_due(self) -> None:
-        # Read without SQLite's locks: a torn read only moves a checkpoint by one commit.
-        if self.connection is None or self._frames_waiting() < CHECKPOINT_FRAMES:
-            return
+        # Called after a commit that stands: nothing here may fail it. A checkpoint that
+        # could not run is tried again after the next commit (SQLite ignores its own
+        # automatic checkpoint's errors the same way). The counters are read without
+        # SQLite's locks: a torn read only moves a checkpoint by one commit.
         try:
-            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error:
-            # The commit stands; a checkpoint that failed is tried again after the next one
-            # (SQLite ignores its own automatic checkpoint's errors the same way).
+            if self.connection is not None and self._frames_waiting() >= CHECKPOINT_FRAMES:
+                self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (OSError, sqlite3.Error):
             logger.warning("sqlite_checkpoint_failed", exc_info=True)
 
     def _rollback(self) -> None:
