@@ -61,22 +61,12 @@ def applies(status: str) -> bool:
 
 @dataclass(frozen=True)
 class _Model:
-    """A model's insert columns, its fields with their placeholders and the converters that
-    turn what the driver returns into field values (as the ORM would)."""
+    """A model's insert columns and its fields with their placeholders."""
 
     table: str
     columns: str
     fields: list[tuple[Field, str]]
-    converters: list[tuple[list[Callable], Any]]  # per field: (converters, its column)
     prepared: frozenset[str] = frozenset()  # fields whose values go through get_db_prep_save
-
-    def convert(self, values: Any) -> list:
-        out = []
-        for (converters, column), value in zip(self.converters, values, strict=True):
-            for converter in converters:
-                value = converter(value, column, connection)
-            out.append(value)
-        return out
 
 
 # Field types whose Python values the driver takes as they are: their ``get_db_prep_save``
@@ -108,8 +98,8 @@ _DRIVER_ADAPTS = {
 
 @functools.cache
 def _fields(model: type[Model], vendor: str) -> _Model:
-    """Worked out once per process per database (``db_type`` and the converters are costly
-    enough to show in a profile of the order path)."""
+    """Worked out once per process per database (``db_type`` is costly enough to show in a
+    profile of the order path)."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     if vendor == "postgresql":  # casts type the values of the INSERT ... SELECT
         placeholders = [f"%s::{f.db_type(connection)}" for f in fields]
@@ -125,14 +115,6 @@ def _fields(model: type[Model], vendor: str) -> _Model:
             for f in fields
             if f.get_internal_type() not in _DRIVER_ADAPTS.get(vendor, frozenset())
         ),
-        converters=[
-            (
-                connection.ops.get_db_converters(f.get_col(table))
-                + f.get_db_converters(connection),
-                f.get_col(table),
-            )
-            for f in fields
-        ],
     )
 
 
