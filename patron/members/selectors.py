@@ -29,11 +29,15 @@ def member_by_number(number: str) -> Member | None:
     return _unique(number=number)
 
 
-def member_by_phone(phone: str) -> Member | None:
+def phone_index(phone: str) -> str | None:
+    """The blind index a typed phone number is stored under, or None for no phone number."""
     normalized = normalize.phone_or_none(phone)
-    if normalized is None:
-        return None
-    return member_by_phone_index(blind_index(normalized, "phone"))
+    return None if normalized is None else blind_index(normalized, "phone")
+
+
+def member_by_phone(phone: str) -> Member | None:
+    index = phone_index(phone)
+    return None if index is None else member_by_phone_index(index)
 
 
 def member_by_phone_index(index: str) -> Member | None:

@@ -27,9 +27,8 @@ from django.utils.translation import gettext as _
 
 from patron.core import audit
 from patron.core.audit import Actor
-from patron.core.crypto import blind_index
 from patron.core.exceptions import RateLimited
-from patron.members import normalize, selectors
+from patron.members import selectors
 from patron.members.models import Member, VerificationCode
 from patron.members.services import passwords, signin, verification
 from patron.members.services._common import refuse
@@ -47,10 +46,10 @@ _MAY_RESET = {Member.Status.ACTIVE, Member.Status.FROZEN}
 def phone_key(phone: str) -> str:
     """The blind index of a typed phone number, which is what the portal keeps between the
     two steps (never the number itself); refuses a string that is no phone number."""
-    normalized = normalize.phone_or_none(phone)
-    if normalized is None:
+    index = selectors.phone_index(phone)
+    if index is None:
         raise refuse("phone", "invalid_phone", _("This is not a valid phone number."))
-    return blind_index(normalized, "phone")
+    return index
 
 
 def _member(key: str) -> Member | None:
@@ -65,7 +64,7 @@ def request_reset(*, key: str, ip: str | None = None) -> None:
     the task worker (``send_reset_code``): this request costs the same whether the phone is
     a member's or not, so its timing does not tell either. The task gets the IP's blind
     index, never the address."""
-    send_password_reset_code.enqueue(key, blind_index(ip, "ip") if ip else "")
+    send_password_reset_code.enqueue(key, verification.ip_key(ip))
 
 
 def send_reset_code(*, key: str, ip_index: str = "") -> bool:

@@ -64,6 +64,11 @@ def target_key(channel: str, normalized: str) -> str:
     return blind_index(normalized, "phone" if channel == Channel.PHONE else "email")
 
 
+def ip_key(ip: str | None) -> str:
+    """The blind index the throttles count a client address under ("" for none)."""
+    return blind_index(ip, "ip") if ip else ""
+
+
 def _normalize_target(channel: str, raw: str) -> str:
     if channel == Channel.PHONE:
         value = normalize.phone_or_none(raw)
@@ -152,7 +157,7 @@ def send_code(
         address = _current_address(member, channel)
     index = target_key(channel, address)
     if ip_index is None:
-        ip_index = blind_index(ip, "ip") if ip else ""
+        ip_index = ip_key(ip)
     code = new_code()
     with transaction.atomic():
         # Serialise senders for one member so two parallel requests cannot both pass the
