@@ -3,12 +3,14 @@
 - QR sign-in: the waiting page (also embedded in the sign-in page), its status endpoint,
   the final sign-in, and the approval page a signed-in member opens by scanning the code;
 - the security page: two-step verification (allauth's MFA pages), sessions and revoking;
-- the consent interstitial the sign-in gate sends members to (PRIV-9).
+- the consent interstitial the sign-in gate sends members to (PRIV-9);
+- the forgotten password: a code to the verified phone, then a new password (AUTH-1).
 Each view calls one service; the services hold the rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import segno
@@ -295,14 +297,26 @@ SESSION_RESET_KEY = "patron_password_reset"  # the session key holding the phone
 RESET_RATE_LIMIT = {"password_reset": "10/m/ip"}
 
 
-def _reset_throttled(
-    request: HttpRequest, form: PasswordResetRequestForm | PasswordResetForm
-) -> bool:
-    """True (and the form says why) when this address has used up its attempts."""
-    if ratelimit.consume(request, app="patron", action="password_reset", config=RESET_RATE_LIMIT):
-        return False
-    form.add_error(None, _("Too many attempts from your network; wait a minute and try again."))
-    return True
+def _reset_step(
+    request: HttpRequest,
+    form: PasswordResetRequestForm | PasswordResetForm,
+    act: Callable[[], HttpResponse],
+) -> HttpResponse | int:
+    """A reset step's POST: ``act()``'s answer when the form is valid, the address has
+    attempts left and the service accepts; otherwise the status to show the form with
+    (429 when throttled; the form then says why)."""
+    if request.method != "POST" or not form.is_valid():
+        return 200
+    if not ratelimit.consume(
+        request, app="patron", action="password_reset", config=RESET_RATE_LIMIT
+    ):
+        form.add_error(None, _("Too many attempts from your network; wait a minute and try again."))
+        return 429
+    try:
+        return act()
+    except PatronError as exc:
+        form.apply_service_errors(exc)
+        return 200
 
 
 @never_cache
@@ -313,21 +327,18 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("portal:security")
     form = PasswordResetRequestForm(request.POST or None)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        if _reset_throttled(request, form):
-            status = 429
-        else:
-            try:
-                key = reset_service.phone_key(form.cleaned_data["phone"])
-            except PatronError as exc:
-                form.apply_service_errors(exc)
-            else:
-                reset_service.request_reset(key=key, ip=client_ip(request))
-                # Only the phone's blind index is kept between the steps, never the number.
-                request.session[SESSION_RESET_KEY] = key
-                return redirect("portal:password_reset_confirm")
-    return render(request, "portal/password_reset.html", {"form": form}, status=status)
+
+    def send() -> HttpResponse:
+        key = reset_service.phone_key(form.cleaned_data["phone"])
+        reset_service.request_reset(key=key, ip=client_ip(request))
+        # Only the phone's blind index is kept between the steps, never the number.
+        request.session[SESSION_RESET_KEY] = key
+        return redirect("portal:password_reset_confirm")
+
+    outcome = _reset_step(request, form, send)
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    return render(request, "portal/password_reset.html", {"form": form}, status=outcome)
 
 
 @never_cache
@@ -340,22 +351,17 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
     if not key:
         return redirect("portal:password_reset")
     form = PasswordResetForm(request.POST or None)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        if _reset_throttled(request, form):
-            status = 429
-        else:
-            try:
-                reset_service.reset_password(
-                    key=key, code=form.cleaned_data["code"], password=form.cleaned_data["password"]
-                )
-            except PatronError as exc:
-                form.apply_service_errors(exc)
-            else:
-                request.session.pop(SESSION_RESET_KEY, None)
-                messages.success(
-                    request, _("Your password is changed. Sign in with the new password.")
-                )
-                return redirect("account_login")
+
+    def reset() -> HttpResponse:
+        reset_service.reset_password(
+            key=key, code=form.cleaned_data["code"], password=form.cleaned_data["password"]
+        )
+        request.session.pop(SESSION_RESET_KEY, None)
+        messages.success(request, _("Your password is changed. Sign in with the new password."))
+        return redirect("account_login")
+
+    outcome = _reset_step(request, form, reset)
+    if isinstance(outcome, HttpResponse):
+        return outcome
     context = {"form": form, "minutes": settings.PATRON_VERIFICATION["CODE_TTL_SECONDS"] // 60}
-    return render(request, "portal/password_reset_confirm.html", context, status=status)
+    return render(request, "portal/password_reset_confirm.html", context, status=outcome)
